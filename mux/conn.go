@@ -1,0 +1,84 @@
+package mux
+
+import (
+	"context"
+	"net"
+	"net/netip"
+)
+
+// Info is what the sniffer learned about a connection.
+type Info struct {
+	// Protocol recognised from the first bytes.
+	Protocol Protocol
+	// SNI is the TLS server name, lowercased; empty if none or not TLS.
+	SNI string
+	// ALPN lists the protocols a TLS client offered.
+	ALPN []string
+	// Host is the HTTP/1 Host header without port, lowercased; set only when
+	// some route matches on Host.
+	Host string
+	// Client is the client's address.
+	Client netip.AddrPort
+	// Listener is the address of the listener that accepted the connection.
+	Listener string
+}
+
+// Conn is a routed connection handed to a Handler.
+type Conn struct {
+	// NetConn is the client connection, positioned after Prefix: a
+	// *net.TCPConn for connections accepted from TCP listeners, so handlers
+	// can splice.
+	NetConn net.Conn
+	// Prefix holds the bytes the sniffer already read from NetConn. A handler
+	// must deliver them before anything it reads from NetConn.
+	Prefix []byte
+	// Info describes the connection.
+	Info Info
+}
+
+// Handler serves routed connections.
+type Handler interface {
+	// ServeConn takes ownership of c.NetConn and must close it before it
+	// returns. ctx is cancelled when the server stops waiting for live
+	// connections (at the end of the shutdown grace period); the handler must
+	// then return promptly.
+	ServeConn(ctx context.Context, c *Conn) Result
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c *Conn) Result
+
+// ServeConn calls f(ctx, c).
+func (f HandlerFunc) ServeConn(ctx context.Context, c *Conn) Result { return f(ctx, c) }
+
+// Result is what a handler reports about a finished connection; the server
+// logs it in the connection's one log line.
+type Result struct {
+	// Backend is the address the connection was relayed to, if any.
+	Backend string
+	// Up and Down count bytes client to backend (including Prefix) and
+	// backend to client.
+	Up, Down int64
+	// Outcome is a short stable label ("ok", "dial_failed", "idle_timeout",
+	// ...). If empty, it is "ok" when Err is nil and "error" otherwise.
+	Outcome string
+	// Err describes a failure, if any.
+	Err error
+}
+
+// Outcome labels. The server itself reports those from OutcomeNoRoute on, for
+// connections it closes before any handler runs; handlers report the others.
+const (
+	OutcomeOK          = "ok"
+	OutcomeError       = "error"        // logged at warn
+	OutcomeDialFailed  = "dial_failed"  // backend unreachable; logged at warn
+	OutcomeIdleTimeout = "idle_timeout" // nothing moved for the idle timeout
+	OutcomeShutdown    = "shutdown"     // closed when the drain grace ended
+
+	OutcomeNoRoute        = "no_route"         // recognised, but no route matched
+	OutcomeUnrecognized   = "unrecognized"     // bytes matched no protocol, no fallback route
+	OutcomeSniffTimeout   = "sniff_timeout"    // too few bytes to decide before the sniff timeout
+	OutcomeClientClosed   = "client_closed"    // closed (or failed) before the sniff ended
+	OutcomeOversized      = "oversized"        // the sniff byte cap was reached undecided
+	OutcomeBadClientHello = "bad_client_hello" // malformed TLS ClientHello
+)

@@ -1,0 +1,193 @@
+package mux
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/soheilhy/cmux"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// handle finishes the sniff of one classified connection, routes it, runs
+// its handler and logs the outcome. The table is read once: the connection
+// keeps the routes it started with across a reload.
+func (s *Server) handle(c net.Conn, p Protocol, listener string) {
+	defer s.conns.Done()
+	table := s.table.Load()
+	mc := c.(*cmux.MuxConn)
+	ac := mc.Conn.(*acceptedConn)
+	raw := ac.Conn
+	info := Info{Protocol: p, Listener: listener}
+	if a, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
+		info.Client = a.AddrPort()
+	}
+
+	prefix, err := drainPrefix(mc, make([]byte, 0, 512))
+	outcome := ""
+	if err == nil {
+		deadline := ac.at.Add(s.opts.SniffTimeout)
+		prefix, outcome = s.complete(raw, prefix, deadline, table, &info)
+	} else {
+		outcome = OutcomeClientClosed
+	}
+	var res Result
+	var route *Route
+	if outcome == "" {
+		route = table.Lookup(&info)
+		if route == nil {
+			outcome = OutcomeNoRoute
+			if p == Unknown {
+				outcome = OutcomeUnrecognized
+			}
+		}
+	}
+	if route == nil {
+		raw.Close()
+		res = Result{Outcome: outcome, Up: int64(len(prefix))}
+	} else {
+		if err := raw.SetReadDeadline(time.Time{}); err != nil {
+			res = Result{Outcome: OutcomeClientClosed, Err: err}
+			raw.Close()
+		} else {
+			res = route.Handler.ServeConn(s.hardCtx, &Conn{NetConn: raw, Prefix: prefix, Info: info})
+		}
+	}
+	s.logConn(ac.at, &info, route, &res)
+}
+
+// complete reads what routing still needs after cmux's verdict: the rest of
+// a TLS ClientHello (for SNI and ALPN), or HTTP headers up to Host when some
+// route matches on Host; for unrecognized bytes it tells why. It returns the
+// grown prefix and a non-empty outcome if the connection must be closed.
+func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Table, info *Info) ([]byte, string) {
+	switch info.Protocol {
+	case TLS:
+		var (
+			hello clientHello
+			herr  error
+		)
+		prefix, outcome := s.readUntil(raw, prefix, deadline, func(b []byte) bool {
+			hello, herr = parseClientHello(b)
+			return !errors.Is(herr, errNeedMore)
+		})
+		if outcome == "" && herr != nil {
+			return prefix, OutcomeBadClientHello
+		}
+		info.SNI, info.ALPN = hello.ServerName, hello.ALPN
+		return prefix, outcome
+	case HTTP:
+		if !t.needHost || isH2Preface(prefix) {
+			return prefix, ""
+		}
+		return s.readUntil(raw, prefix, deadline, func(b []byte) bool {
+			host, res := findHost(b)
+			info.Host = host
+			return res != hostNeedMore
+		})
+	case Unknown:
+		switch {
+		case len(prefix) == 0:
+			return prefix, OutcomeClientClosed
+		case len(prefix) >= s.opts.MaxSniffBytes:
+			return prefix, s.unknownOr(t, info, OutcomeOversized)
+		case !time.Now().Before(deadline):
+			return prefix, s.unknownOr(t, info, OutcomeSniffTimeout)
+		}
+	}
+	return prefix, ""
+}
+
+// unknownOr returns "" when a fallback route will take the unrecognized
+// connection, and outcome otherwise.
+func (s *Server) unknownOr(t *Table, info *Info, outcome string) string {
+	if t.Lookup(info) != nil {
+		return ""
+	}
+	return outcome
+}
+
+// readUntil reads more bytes into prefix until done reports that it has what
+// it needs, the deadline passes, the client closes or the sniff byte cap is
+// reached; it returns the outcome for the last three.
+func (s *Server) readUntil(raw net.Conn, prefix []byte, deadline time.Time, done func([]byte) bool) ([]byte, string) {
+	if done(prefix) {
+		return prefix, ""
+	}
+	if err := raw.SetReadDeadline(deadline); err != nil {
+		return prefix, OutcomeClientClosed
+	}
+	for len(prefix) < s.opts.MaxSniffBytes {
+		if len(prefix) == cap(prefix) {
+			prefix = slices.Grow(prefix, min(max(cap(prefix), 1024), s.opts.MaxSniffBytes-len(prefix)))
+		}
+		n, err := raw.Read(prefix[len(prefix):min(cap(prefix), s.opts.MaxSniffBytes)])
+		prefix = prefix[:len(prefix)+n]
+		if n > 0 && done(prefix) {
+			return prefix, ""
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return prefix, OutcomeSniffTimeout
+		case errors.Is(err, io.EOF), err != nil:
+			return prefix, OutcomeClientClosed
+		}
+	}
+	return prefix, OutcomeOversized
+}
+
+// logConn writes the connection's one log line: failures of the backend or
+// of portmux at warn, everything else (including clients' own mistakes and
+// idle timeouts) at info, so that a scan of the port cannot flood warnings.
+func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result) {
+	outcome := res.Outcome
+	if outcome == "" {
+		outcome = OutcomeOK
+		if res.Err != nil {
+			outcome = OutcomeError
+		}
+	}
+	level := zapcore.InfoLevel
+	if outcome == OutcomeError || outcome == OutcomeDialFailed {
+		level = zapcore.WarnLevel
+	}
+	ce := s.log.Check(level, "connection")
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 14)
+	fields = append(fields,
+		zap.String("listener", info.Listener),
+		zap.String("protocol", info.Protocol.String()),
+		zap.String("client", info.Client.String()),
+	)
+	if route != nil {
+		fields = append(fields, zap.String("route", route.Name))
+	}
+	if res.Backend != "" {
+		fields = append(fields, zap.String("backend", res.Backend))
+	}
+	if info.SNI != "" {
+		fields = append(fields, zap.String("sni", info.SNI))
+	}
+	if len(info.ALPN) > 0 {
+		fields = append(fields, zap.Strings("alpn", info.ALPN))
+	}
+	if info.Host != "" {
+		fields = append(fields, zap.String("host", info.Host))
+	}
+	fields = append(fields,
+		zap.Int64("bytes_up", res.Up),
+		zap.Int64("bytes_down", res.Down),
+		zap.Duration("duration", time.Since(start)),
+		zap.String("outcome", outcome),
+	)
+	if res.Err != nil {
+		fields = append(fields, zap.Error(res.Err))
+	}
+	ce.Write(fields...)
+}

@@ -1,0 +1,158 @@
+package mux
+
+import "bytes"
+
+// h2Preface is the HTTP/2 connection preface a client sends first when it
+// speaks h2c with prior knowledge (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// maxMethodLen bounds the method token; the longest registered method,
+// UPDATEREDIRECTREF, has 17 characters.
+const maxMethodLen = 24
+
+// httpSniffer recognises an HTTP/1.x request line ("METHOD SP target SP
+// HTTP/1.d") or the h2c preface. It is fed the connection's bytes in pieces
+// and keeps its position, so a long request target is scanned once. Any
+// method token is accepted (PATCH, PROPFIND, ...).
+type httpSniffer struct {
+	state  uint8
+	pos    int // bytes of the current token seen
+	seen   int // total bytes fed
+	h1Fail bool
+	h2Fail bool
+}
+
+const (
+	inMethod uint8 = iota
+	inTarget
+	inVersion
+)
+
+const httpVersionPrefix = "HTTP/1."
+
+// feed takes the next bytes of the connection and returns the verdict so far.
+// The HTTP/1 request line and the h2c preface are followed side by side
+// ("PRI * HTTP/2.0" starts like a request line) until one matches or both fail.
+func (s *httpSniffer) feed(b []byte) verdict {
+	for _, c := range b {
+		if !s.h2Fail {
+			if c != h2Preface[s.seen] {
+				s.h2Fail = true
+			} else if s.seen == len(h2Preface)-1 {
+				return matched
+			}
+		}
+		s.seen++
+		if !s.h1Fail {
+			switch s.step(c) {
+			case matched:
+				return matched
+			case rejected:
+				s.h1Fail = true
+			}
+		}
+		if s.h1Fail && s.h2Fail {
+			return rejected
+		}
+	}
+	return needMore
+}
+
+// step advances the HTTP/1 request-line state machine by one byte.
+func (s *httpSniffer) step(c byte) verdict {
+	switch s.state {
+	case inMethod:
+		switch {
+		case c == ' ' && s.pos > 0:
+			s.state, s.pos = inTarget, 0
+		case isTokenChar(c) && s.pos < maxMethodLen:
+			s.pos++
+		default:
+			return rejected
+		}
+	case inTarget:
+		switch {
+		case c == ' ' && s.pos > 0:
+			s.state, s.pos = inVersion, 0
+		case c > ' ' && c < 0x7f:
+			s.pos++
+		default:
+			return rejected
+		}
+	case inVersion:
+		if s.pos == len(httpVersionPrefix) {
+			if c >= '0' && c <= '9' {
+				return matched
+			}
+			return rejected
+		}
+		if c != httpVersionPrefix[s.pos] {
+			return rejected
+		}
+		s.pos++
+	}
+	return needMore
+}
+
+// isTokenChar reports whether c may appear in an HTTP token (RFC 9110 §5.6.2).
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return c != 0 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+}
+
+// isH2Preface reports whether b starts with the h2c prior-knowledge preface.
+func isH2Preface(b []byte) bool {
+	return bytes.HasPrefix(b, []byte(h2Preface))
+}
+
+// hostResult is the outcome of looking for the Host header.
+type hostResult uint8
+
+const (
+	hostNeedMore hostResult = iota
+	hostFound               // Host header found (possibly empty)
+	hostAbsent              // the header block ended without one
+)
+
+// findHost looks for the Host header in b, the start of an HTTP/1 request.
+// It returns as soon as the Host line is complete, without waiting for the
+// rest of the header block. The host is lowercased and its port removed.
+func findHost(b []byte) (string, hostResult) {
+	eol := bytes.Index(b, []byte("\r\n"))
+	if eol < 0 {
+		return "", hostNeedMore
+	}
+	rest := b[eol+2:]
+	for {
+		eol = bytes.Index(rest, []byte("\r\n"))
+		if eol < 0 {
+			return "", hostNeedMore
+		}
+		line := rest[:eol]
+		if len(line) == 0 {
+			return "", hostAbsent
+		}
+		if len(line) > 5 && line[4] == ':' && bytes.EqualFold(line[:4], []byte("host")) {
+			return normalizeHost(bytes.TrimSpace(line[5:])), hostFound
+		}
+		rest = rest[eol+2:]
+	}
+}
+
+// normalizeHost lowercases a Host value and strips its port, keeping IPv6
+// literals' brackets out.
+func normalizeHost(h []byte) string {
+	if len(h) > 0 && h[0] == '[' {
+		if i := bytes.IndexByte(h, ']'); i > 0 {
+			return string(bytes.ToLower(h[1:i]))
+		}
+		return ""
+	}
+	if i := bytes.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	return string(bytes.ToLower(h))
+}

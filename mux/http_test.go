@@ -1,0 +1,128 @@
+package mux
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestHTTPSniffer(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want verdict
+	}{
+		{"get", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", matched},
+		{"patch", "PATCH /items/1 HTTP/1.1\r\n", matched},
+		{"propfind", "PROPFIND /dav HTTP/1.1\r\n", matched},
+		{"custom token", "X-PURGE-ALL * HTTP/1.0\r\n", matched},
+		{"connect authority form", "CONNECT example.com:443 HTTP/1.1\r\n", matched},
+		{"absolute form", "GET http://example.com/ HTTP/1.1\r\n", matched},
+		{"h2c preface", h2Preface, matched},
+		{"decided at version digit", "GET / HTTP/1.1", matched},
+		{"partial method", "GE", needMore},
+		{"partial target", "GET /very/long", needMore},
+		{"partial h2c preface", "PRI * HTTP/2.0\r\n\r\nS", needMore},
+		{"http/2 line that is not the preface", "PRI * HTTP/2.0\r\n\r\nXX", rejected},
+		{"http/2.0 request line", "GET / HTTP/2.0\r\n", rejected},
+		{"lowercase version", "GET / http/1.1\r\n", rejected},
+		{"no target", "GET  HTTP/1.1\r\n", rejected},
+		{"control char in target", "GET /\x01 HTTP/1.1\r\n", rejected},
+		{"method too long", strings.Repeat("A", maxMethodLen+1) + " / HTTP/1.1\r\n", rejected},
+		{"ssh banner", "SSH-2.0-OpenSSH_9.2\r\n", rejected},
+		{"binary", "\x16\x03\x01\x02\x00\x01", rejected},
+		{"smtp-like line", "EHLO example.com\r\n", rejected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var whole httpSniffer
+			if got := whole.feed([]byte(tt.in)); got != tt.want {
+				t.Errorf("whole: got %v; want %v", got, tt.want)
+			}
+			var bytewise httpSniffer
+			got := needMore
+			for i := 0; i < len(tt.in) && got == needMore; i++ {
+				got = bytewise.feed([]byte{tt.in[i]})
+			}
+			if got != tt.want {
+				t.Errorf("byte by byte: got %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFindHost(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		host string
+		res  hostResult
+	}{
+		{"simple", "GET / HTTP/1.1\r\nHost: Example.COM\r\n\r\n", "example.com", hostFound},
+		{"port stripped", "GET / HTTP/1.1\r\nhost:a.test:8080\r\n", "a.test", hostFound},
+		{"ipv6 literal", "GET / HTTP/1.1\r\nHOST: [2001:db8::1]:443\r\n", "2001:db8::1", hostFound},
+		{"after other headers", "GET / HTTP/1.1\r\nUser-Agent: x\r\nHost: b.test\r\n", "b.test", hostFound},
+		{"found before the block ends", "GET / HTTP/1.1\r\nHost: c.test\r\nAccept: *", "c.test", hostFound},
+		{"absent", "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n", "", hostAbsent},
+		{"incomplete line", "GET / HTTP/1.1\r\nHost: d.te", "", hostNeedMore},
+		{"not a host header", "GET / HTTP/1.1\r\nHostile: x\r\n\r\n", "", hostAbsent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host, res := findHost([]byte(tt.in))
+			if host != tt.host || res != tt.res {
+				t.Errorf("got %q, %v; want %q, %v", host, res, tt.host, tt.res)
+			}
+		})
+	}
+}
+
+func TestSniffSSH(t *testing.T) {
+	tests := []struct {
+		in   string
+		want verdict
+	}{
+		{"SSH-2.0-OpenSSH_9.2p1\r\n", matched},
+		{"SSH-", matched},
+		{"SS", needMore},
+		{"", needMore},
+		{"SSL", rejected},
+		{"GET / HTTP/1.1", rejected},
+	}
+	for _, tt := range tests {
+		if got := sniffSSH([]byte(tt.in)); got != tt.want {
+			t.Errorf("sniffSSH(%q): got %v; want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzSniffers checks that the sniffers never panic, that feeding the HTTP
+// sniffer in two pieces gives the same verdict as feeding it whole, and that
+// at most one client-first protocol claims any input.
+func FuzzSniffers(f *testing.F) {
+	// Seeds: one of each protocol, a prefix of the h2c preface, and garbage.
+	for _, s := range []string{"GET / HTTP/1.1\r\n", h2Preface, "PRI * HTTP/2.0", "SSH-2.0-x\r\n", "\x16\x03\x01\x00\x05\x01", "\x00\xff\xfe"} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
+		var whole, split httpSniffer
+		a := whole.feed(data)
+		i := min(int(cut), len(data))
+		b := split.feed(data[:i])
+		if b == needMore {
+			b = split.feed(data[i:])
+		}
+		if a != b {
+			t.Fatalf("whole %v, split at %d %v", a, i, b)
+		}
+		claims := 0
+		for _, v := range []verdict{sniffTLS(data), sniffSSH(data), a} {
+			if v == matched {
+				claims++
+			}
+		}
+		if claims > 1 {
+			t.Fatalf("%d protocols claim %q", claims, data)
+		}
+		findHost(data)
+	})
+}

@@ -1,0 +1,117 @@
+package mux
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Match says which connections a route takes. Every non-empty field must
+// match; an empty field matches anything.
+type Match struct {
+	// Protocols the sniffer must have recognised; empty means any.
+	Protocols []Protocol
+	// SNI names for TLS: exact ("app.example.com") or one-label wildcards
+	// ("*.example.com" matches "a.example.com", not "example.com" nor
+	// "a.b.example.com", as a wildcard certificate would). Lowercase.
+	SNI []string
+	// ALPN protocols for TLS: the route matches if the client offers any.
+	ALPN []string
+	// Host names for HTTP/1 requests (the Host header, port removed), with
+	// the same wildcard rule as SNI. Lowercase.
+	Host []string
+	// Source prefixes the client address must fall in.
+	Source []netip.Prefix
+}
+
+// Route is one entry of a routing table.
+type Route struct {
+	// Name identifies the route in logs.
+	Name string
+	// Match selects the connections the route takes.
+	Match Match
+	// Handler serves the connections the route takes.
+	Handler Handler
+}
+
+// Table is an ordered list of routes; the first that matches wins. A Table is
+// immutable once built and safe for concurrent use; a reload builds a new one.
+type Table struct {
+	routes   []Route
+	needHost bool // some HTTP route matches on Host: read the request headers
+}
+
+// NewTable builds a table from routes, in order. It keeps routes' slices; the
+// caller must not change them afterwards.
+func NewTable(routes []Route) *Table {
+	t := &Table{routes: routes}
+	for _, r := range routes {
+		if len(r.Match.Host) > 0 {
+			t.needHost = true
+		}
+	}
+	return t
+}
+
+// Routes returns the table's routes in order. The slice must not be modified.
+func (t *Table) Routes() []Route {
+	return t.routes
+}
+
+// Lookup returns the first route matching info, or nil.
+func (t *Table) Lookup(info *Info) *Route {
+	for i := range t.routes {
+		if t.routes[i].Match.matches(info) {
+			return &t.routes[i]
+		}
+	}
+	return nil
+}
+
+func (m *Match) matches(info *Info) bool {
+	if len(m.Protocols) > 0 && !slices.Contains(m.Protocols, info.Protocol) {
+		return false
+	}
+	if len(m.SNI) > 0 && !matchName(m.SNI, info.SNI) {
+		return false
+	}
+	if len(m.Host) > 0 && !matchName(m.Host, info.Host) {
+		return false
+	}
+	if len(m.ALPN) > 0 && !slices.ContainsFunc(info.ALPN, func(p string) bool { return slices.Contains(m.ALPN, p) }) {
+		return false
+	}
+	if len(m.Source) > 0 && !containsAddr(m.Source, info.Client.Addr()) {
+		return false
+	}
+	return true
+}
+
+// matchName reports whether name matches one of the patterns, exact or
+// one-label wildcard.
+func matchName(patterns []string, name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, p := range patterns {
+		if p == name {
+			return true
+		}
+		if suffix, ok := strings.CutPrefix(p, "*"); ok {
+			if label, ok := strings.CutSuffix(name, suffix); ok && label != "" && !strings.Contains(label, ".") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

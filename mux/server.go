@@ -1,0 +1,177 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/soheilhy/cmux"
+	"go.uber.org/zap"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("mux: server closed")
+
+// Options configure a Server. Zero fields take the documented defaults.
+type Options struct {
+	// SniffTimeout bounds how long a connection may take to show what it
+	// speaks; a client silent for this long is Silent. Default 1s.
+	SniffTimeout time.Duration
+	// MaxSniffBytes bounds the bytes read while sniffing (including a whole
+	// TLS ClientHello or the HTTP headers up to Host). Default 64 KiB.
+	MaxSniffBytes int
+	// Logger receives one line per finished connection. Default: no logs.
+	Logger *zap.Logger
+}
+
+const (
+	defaultSniffTimeout  = time.Second
+	defaultMaxSniffBytes = 64 << 10
+)
+
+// Server accepts connections on any number of listeners, sniffs and routes
+// them. Its methods are safe for concurrent use.
+type Server struct {
+	opts    Options
+	log     *zap.Logger
+	sniffer *sniffer
+	table   atomic.Pointer[Table]
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	closing   bool
+	serving   sync.WaitGroup // Serve calls, including their accept loops
+	conns     sync.WaitGroup // connections past the sniff, being handled
+
+	hardCtx  context.Context // cancelled when the drain grace ends
+	hardStop context.CancelFunc
+}
+
+// NewServer returns a server routing with table.
+func NewServer(table *Table, opts Options) *Server {
+	if opts.SniffTimeout <= 0 {
+		opts.SniffTimeout = defaultSniffTimeout
+	}
+	if opts.MaxSniffBytes <= 0 {
+		opts.MaxSniffBytes = defaultMaxSniffBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		sniffer:   newSniffer(opts.MaxSniffBytes),
+		listeners: make(map[net.Listener]struct{}),
+	}
+	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
+	s.table.Store(table)
+	return s
+}
+
+// SetTable replaces the routing table. Connections already routed keep their
+// route; connections accepted afterwards use the new table.
+func (s *Server) SetTable(t *Table) { s.table.Store(t) }
+
+// Table returns the current routing table.
+func (s *Server) Table() *Table { return s.table.Load() }
+
+// Serve accepts connections on ln until ln is closed or Shutdown is called.
+// It always closes ln. After Shutdown it returns ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.serving.Add(1)
+	s.mu.Unlock()
+	defer s.serving.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	m := cmux.New(&acceptListener{Listener: ln, logger: s.log})
+	m.SetReadTimeout(s.opts.SniffTimeout)
+	// Order is priority: each matcher replays what the earlier ones buffered.
+	children := []struct {
+		l net.Listener
+		p Protocol
+	}{
+		{m.Match(s.sniffer.matchTLS), TLS},
+		{m.Match(s.sniffer.matchSSH), SSH},
+		{m.Match(s.sniffer.matchHTTP), HTTP},
+		{m.Match(matchSilent), Silent},
+		{m.Match(cmux.Any()), Unknown},
+	}
+	var loops sync.WaitGroup
+	addr := ln.Addr().String()
+	for _, c := range children {
+		loops.Add(1)
+		go s.acceptLoop(&loops, c.l, c.p, addr)
+	}
+	err := m.Serve()
+	ln.Close() // cmux does not close the root listener (cmux issue #39)
+	loops.Wait()
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return ErrServerClosed
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// acceptLoop takes the connections cmux classified as p.
+func (s *Server) acceptLoop(wg *sync.WaitGroup, l net.Listener, p Protocol, addr string) {
+	defer wg.Done()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return // cmux.ErrServerClosed or ErrListenerClosed: the root closed
+		}
+		s.conns.Add(1)
+		go s.handle(c, p, addr)
+	}
+}
+
+// Shutdown stops accepting, then waits for live connections to finish until
+// ctx is done; then it closes the rest (their handlers see their context
+// cancelled) and waits for them to return. It returns ctx.Err() if the grace
+// period ran out.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	// Serve returns once its in-flight sniffs end (at most the sniff
+	// timeout); after that no connection is added.
+	s.serving.Wait()
+
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.hardStop()
+		return nil
+	case <-ctx.Done():
+		s.hardStop()
+		<-done
+		return ctx.Err()
+	}
+}

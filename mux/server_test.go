@@ -1,0 +1,295 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// world is a mux Server on a loopback listener whose routes all go to
+// recording handlers; logs are observed.
+type world struct {
+	t    *testing.T
+	srv  *Server
+	addr string
+	logs *observer.ObservedLogs
+	got  chan seen
+}
+
+// seen is what a recording handler received.
+type seen struct {
+	route  string
+	info   Info
+	stream []byte // prefix followed by everything read until EOF
+}
+
+const testSniffTimeout = 300 * time.Millisecond
+
+func newWorld(t *testing.T, routes ...Route) *world {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	w := &world{t: t, logs: logs, got: make(chan seen, 16)}
+	for i := range routes {
+		name := routes[i].Name
+		routes[i].Handler = HandlerFunc(func(ctx context.Context, c *Conn) Result {
+			defer c.NetConn.Close()
+			c.NetConn.Write([]byte("hello:" + name + "\n")) // as a server-first peer would
+			rest, err := io.ReadAll(c.NetConn)
+			c.NetConn.Write([]byte("bye:" + name))
+			w.got <- seen{route: name, info: c.Info, stream: append(c.Prefix, rest...)}
+			return Result{Backend: "test", Up: int64(len(c.Prefix) + len(rest)), Err: err}
+		})
+	}
+	w.srv = NewServer(NewTable(routes), Options{SniffTimeout: testSniffTimeout, MaxSniffBytes: 4096, Logger: zap.New(core)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.addr = ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- w.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := w.srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v; want ErrServerClosed", err)
+		}
+	})
+	return w
+}
+
+func (w *world) dial() *net.TCPConn {
+	w.t.Helper()
+	c, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c.(*net.TCPConn)
+}
+
+// send writes data, half-closes, and returns what the server replied.
+func (w *world) send(data []byte) string {
+	w.t.Helper()
+	c := w.dial()
+	if _, err := c.Write(data); err != nil {
+		w.t.Fatal(err)
+	}
+	c.CloseWrite()
+	reply, _ := io.ReadAll(c)
+	return string(reply)
+}
+
+// replyOf is what a client of route hears from the recording handler.
+func replyOf(route string) string { return "hello:" + route + "\nbye:" + route }
+
+func (w *world) next() seen {
+	w.t.Helper()
+	select {
+	case s := <-w.got:
+		return s
+	case <-time.After(10 * time.Second):
+		w.t.Fatal("no connection reached a handler")
+		return seen{}
+	}
+}
+
+// connLog waits for the connection log line satisfying ok.
+func (w *world) connLog(ok func(map[string]any) bool) map[string]any {
+	w.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, e := range w.logs.FilterMessage("connection").All() {
+			if f := e.ContextMap(); ok(f) {
+				return f
+			}
+		}
+	}
+	w.t.Fatalf("no matching connection log; have %v", w.logs.All())
+	return nil
+}
+
+func outcome(want string) func(map[string]any) bool {
+	return func(f map[string]any) bool { return f["outcome"] == want }
+}
+
+func allRoutes() []Route {
+	return []Route{
+		{Name: "tls-a", Match: Match{Protocols: []Protocol{TLS}, SNI: []string{"a.test"}}},
+		{Name: "ssh", Match: Match{Protocols: []Protocol{SSH}}},
+		{Name: "api", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"api.test"}}},
+		{Name: "web", Match: Match{Protocols: []Protocol{HTTP}}},
+		{Name: "ftp", Match: Match{Protocols: []Protocol{Silent}}},
+	}
+}
+
+// Each protocol reaches its route with the exact byte stream the client
+// sent: the sniff consumes nothing and duplicates nothing.
+func TestServerRoutesAndDeliversExactBytes(t *testing.T) {
+	w := newWorld(t, allRoutes()...)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB after the prefix
+	tests := []struct {
+		name, route string
+		data        []byte
+		proto       Protocol
+	}{
+		{"tls by sni", "tls-a", append(recordHello(t, "a.test", []string{"h2"}), big...), TLS},
+		{"ssh", "ssh", append([]byte("SSH-2.0-test\r\n"), big...), SSH},
+		{"http host", "api", []byte("POST /x HTTP/1.1\r\nHost: API.test:443\r\nContent-Length: 3\r\n\r\nabc"), HTTP},
+		{"http other host", "web", []byte("PATCH /y HTTP/1.1\r\nHost: www.test\r\n\r\n"), HTTP},
+		{"h2c preface", "web", append([]byte(h2Preface), 0, 0, 0, 4, 0, 0, 0, 0, 0), HTTP},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if reply, want := w.send(tt.data), replyOf(tt.route); reply != want {
+				t.Errorf("got reply %q; want %q", reply, want)
+			}
+			s := w.next()
+			if s.route != tt.route || s.info.Protocol != tt.proto {
+				t.Errorf("got route %q protocol %v; want %q %v", s.route, s.info.Protocol, tt.route, tt.proto)
+			}
+			if !bytes.Equal(s.stream, tt.data) {
+				t.Errorf("handler got %d bytes, client sent %d: stream altered", len(s.stream), len(tt.data))
+			}
+		})
+	}
+}
+
+// A client that sends nothing is Silent after the sniff timeout; one that
+// connects and closes at once is not (and reaches no handler).
+func TestServerSilentAndClosedAtOnce(t *testing.T) {
+	w := newWorld(t, allRoutes()...)
+	c := w.dial()
+	greeting := make([]byte, len("hello:ftp\n"))
+	if _, err := io.ReadFull(c, greeting); err != nil || string(greeting) != "hello:ftp\n" {
+		t.Fatalf("silent client got %q, %v; want the ftp route's greeting", greeting, err)
+	}
+	c.Close()
+	if s := w.next(); s.route != "ftp" || s.info.Protocol != Silent {
+		t.Fatalf("silent client went to %q as %v", s.route, s.info.Protocol)
+	}
+
+	w.dial().Close()
+	w.connLog(outcome(OutcomeClientClosed))
+	select {
+	case s := <-w.got:
+		t.Fatalf("closed-at-once client reached route %q", s.route)
+	case <-time.After(2 * testSniffTimeout):
+	}
+}
+
+// A client that sends one byte and stalls is closed at the sniff timeout,
+// and does not hold up a good client that arrives after it.
+func TestServerStallingClientDoesNotBlockOthers(t *testing.T) {
+	w := newWorld(t, allRoutes()...)
+	staller := w.dial()
+	staller.Write([]byte("G"))
+	if reply := w.send([]byte("SSH-2.0-x\r\n")); reply != replyOf("ssh") {
+		t.Fatalf("good client got %q", reply)
+	}
+	// The good client finished while the staller is still undecided.
+	staller.SetReadDeadline(time.Now().Add(time.Millisecond))
+	if _, err := staller.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("staller closed before the good client finished: %v", err)
+	}
+	staller.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := staller.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("staller: got %d, %v; want EOF", n, err)
+	}
+	w.connLog(outcome(OutcomeSniffTimeout))
+}
+
+func TestServerBadInput(t *testing.T) {
+	w := newWorld(t, allRoutes()...)
+	hello := recordHello(t, "a.test", nil)
+	tests := []struct {
+		name    string
+		data    []byte
+		outcome string
+	}{
+		{"garbage", []byte{0, 0xff, 0x13, 0x37, 'x'}, OutcomeUnrecognized},
+		{"truncated client hello", hello[:20], OutcomeSniffTimeout},
+		{"unknown sni", recordHello(t, "nobody.test", nil), OutcomeNoRoute},
+		{"malformed hello", helloWithSNI(t, "bad name!"), OutcomeBadClientHello},
+		{"oversized request line", append([]byte("GET /"), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized},
+		{"oversized headers before host", append([]byte("GET / HTTP/1.1\r\nX: "), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := w.dial()
+			c.Write(tt.data) // no half-close: the server must decide alone
+			// Closed with nothing sent back: EOF, or a reset when the server
+			// closed with the client's unread bytes still queued (TCP's rule).
+			if n, err := io.Copy(io.Discard, c); n != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("got %d bytes, %v; want the connection closed", n, err)
+			}
+			f := w.connLog(func(f map[string]any) bool { return f["client"] == c.LocalAddr().String() })
+			if f["outcome"] != tt.outcome {
+				t.Errorf("got outcome %v; want %q", f["outcome"], tt.outcome)
+			}
+		})
+	}
+}
+
+// With a fallback route, unrecognized bytes go there instead of being closed.
+func TestServerFallbackRoute(t *testing.T) {
+	w := newWorld(t, append(allRoutes(), Route{Name: "fallback", Match: Match{Protocols: []Protocol{Unknown}}})...)
+	data := []byte("\x00garbage that is no protocol")
+	if reply := w.send(data); reply != replyOf("fallback") {
+		t.Fatalf("got %q", reply)
+	}
+	if s := w.next(); !bytes.Equal(s.stream, data) || s.info.Protocol != Unknown {
+		t.Fatalf("fallback got %q as %v", s.stream, s.info.Protocol)
+	}
+}
+
+// Shutdown waits for a live connection within the grace period, then closes
+// it through the handler's context.
+func TestServerShutdownDrains(t *testing.T) {
+	core, _ := observer.New(zapcore.InfoLevel)
+	started := make(chan struct{})
+	srv := NewServer(NewTable([]Route{{Name: "ssh", Match: Match{Protocols: []Protocol{SSH}}, Handler: HandlerFunc(func(ctx context.Context, c *Conn) Result {
+		close(started)
+		<-ctx.Done()
+		c.NetConn.Close()
+		return Result{Err: ctx.Err()}
+	})}}), Options{SniffTimeout: testSniffTimeout, Logger: zap.New(core)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("SSH-2.0-x\r\n"))
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: got %v; want the grace period to run out", err)
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Fatal("new connections still accepted after Shutdown")
+	}
+}

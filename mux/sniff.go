@@ -1,0 +1,115 @@
+package mux
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/soheilhy/cmux"
+)
+
+// sniffChunk is how much a matcher asks the socket for at a time: enough for
+// a typical ClientHello or request line in one read.
+const sniffChunk = 2048
+
+// sniffer runs the protocol matchers cmux calls. Its pool holds the matchers'
+// read buffers so a sniff does not allocate one per matcher.
+type sniffer struct {
+	maxBytes int
+	bufs     sync.Pool
+}
+
+func newSniffer(maxBytes int) *sniffer {
+	s := &sniffer{maxBytes: maxBytes}
+	s.bufs.New = func() any { b := make([]byte, sniffChunk); return &b }
+	return s
+}
+
+// sniff feeds what r yields to decide until it reaches a verdict, r fails
+// (the sniff deadline passed or the client closed) or maxBytes were read
+// undecided. Reads from cmux's reader replay the bytes earlier matchers
+// buffered before touching the socket.
+func (s *sniffer) sniff(r io.Reader, decide func([]byte) verdict) bool {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := *bp
+	for total := 0; total < s.maxBytes; {
+		n, err := r.Read(buf[:min(len(buf), s.maxBytes-total)])
+		total += n
+		if n > 0 {
+			switch decide(buf[:n]) {
+			case matched:
+				return true
+			case rejected:
+				return false
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// accumulate makes a stateless whole-prefix sniffer incremental: the short
+// prefixes of TLS and SSH fit the small array, longer inputs never need more.
+type accumulate struct {
+	b      [8]byte
+	n      int
+	decide func([]byte) verdict
+}
+
+func (a *accumulate) feed(p []byte) verdict {
+	a.n += copy(a.b[a.n:], p)
+	return a.decide(a.b[:a.n])
+}
+
+// matchers returns the cmux matchers in priority order. Client-first
+// protocols are decided the moment their bytes arrive; silence needs the
+// deadline.
+func (s *sniffer) matchTLS(r io.Reader) bool {
+	a := accumulate{decide: sniffTLS}
+	return s.sniff(r, a.feed)
+}
+
+func (s *sniffer) matchSSH(r io.Reader) bool {
+	a := accumulate{decide: sniffSSH}
+	return s.sniff(r, a.feed)
+}
+
+func (s *sniffer) matchHTTP(r io.Reader) bool {
+	var h httpSniffer
+	return s.sniff(r, h.feed)
+}
+
+// matchSilent is true only for a client that sent nothing before the sniff
+// deadline: a client that connected and closed (EOF) is not silent, so it
+// never reaches a server-first backend (certmagic's solver checks the port
+// this way).
+func matchSilent(r io.Reader) bool {
+	var b [1]byte
+	n, err := r.Read(b[:])
+	return n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// drainPrefix returns exactly the bytes cmux buffered while sniffing mc and
+// leaves the socket positioned after them. A read served from cmux's buffer
+// does not touch the socket, and with a read deadline in the past a socket
+// read fails at once without consuming anything.
+func drainPrefix(mc *cmux.MuxConn, buf []byte) ([]byte, error) {
+	if err := mc.Conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		return buf, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, _ := mc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if n == 0 {
+			return buf, nil
+		}
+	}
+}
