@@ -2,57 +2,120 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // HTTPServer serves an http.Handler on connections handed to it one at a
 // time (after sniffing), through one long-lived http.Server fed by an
-// in-memory listener.
+// in-memory listener. A handed *tls.Conn keeps its type, so the server sees
+// r.TLS and speaks HTTP/2 when ALPN chose h2.
 type HTTPServer struct {
 	srv *http.Server
 	ln  *handoffListener
+
+	mu    sync.Mutex
+	conns map[net.Conn]*handed
 }
 
-// NewHTTPServer starts serving h. srv may be nil; its Handler is replaced
-// by h, and its timeouts are kept (ReadHeaderTimeout defaults to 10s and
-// IdleTimeout to 60s when zero, against slow or idle clients).
+// handed tracks one connection until the http.Server is done with it.
+type handed struct {
+	done     chan struct{}
+	once     sync.Once
+	hijacked bool
+}
+
+func (h *handed) finish() { h.once.Do(func() { close(h.done) }) }
+
+type connKey struct{}
+
+// NewHTTPServer starts serving h. srv may be nil; its Handler, ConnState and
+// ConnContext are replaced, its timeouts kept (ReadHeaderTimeout defaults to
+// 10s and IdleTimeout to 60s when zero, against slow or idle clients).
 func NewHTTPServer(h http.Handler, srv *http.Server) *HTTPServer {
 	if srv == nil {
 		srv = &http.Server{}
 	}
-	srv.Handler = h
 	if srv.ReadHeaderTimeout == 0 {
 		srv.ReadHeaderTimeout = 10 * time.Second
 	}
 	if srv.IdleTimeout == 0 {
 		srv.IdleTimeout = 60 * time.Second
 	}
-	s := &HTTPServer{srv: srv, ln: newHandoffListener()}
+	s := &HTTPServer{srv: srv, ln: newHandoffListener(), conns: make(map[net.Conn]*handed)}
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	srv.ConnState = s.connState
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		// A hijacked connection (an upgrade) is the handler's until it
+		// returns; the server reports no close for it.
+		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+			s.hijackDone(c)
+		}
+	})
 	go srv.Serve(s.ln)
 	return s
 }
 
-// Serve hands conn (with prefix replayed first) to the http.Server and
-// waits until the server is done with it, or until ctx is cancelled, which
-// closes it. It owns conn.
-func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, prefix []byte) (Stats, error) {
-	c := &handedConn{Conn: conn, prefix: prefix, closed: make(chan struct{})}
-	if !s.ln.push(c) {
+// Serve hands conn to the http.Server and waits until the server is done
+// with it, or until ctx is cancelled, which closes it. It owns conn.
+func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn) error {
+	h := &handed{done: make(chan struct{})}
+	s.mu.Lock()
+	s.conns[conn] = h
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+	}()
+	if !s.ln.push(conn) {
 		conn.Close()
-		return Stats{}, net.ErrClosed
+		return net.ErrClosed
 	}
 	select {
-	case <-c.closed:
+	case <-h.done:
+		return nil
 	case <-ctx.Done():
-		c.Close()
-		return c.stats(), ctx.Err()
+		conn.Close()
+		return ctx.Err()
 	}
-	return c.stats(), nil
+}
+
+func (s *HTTPServer) lookup(c net.Conn) *handed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns[c]
+}
+
+func (s *HTTPServer) connState(c net.Conn, state http.ConnState) {
+	h := s.lookup(c)
+	if h == nil {
+		return
+	}
+	switch state {
+	case http.StateClosed:
+		h.finish()
+	case http.StateHijacked:
+		s.mu.Lock()
+		h.hijacked = true
+		s.mu.Unlock()
+	}
+}
+
+func (s *HTTPServer) hijackDone(c net.Conn) {
+	s.mu.Lock()
+	h := s.conns[c]
+	hijacked := h != nil && h.hijacked
+	s.mu.Unlock()
+	if hijacked {
+		c.Close()
+		h.finish()
+	}
 }
 
 // Shutdown stops the http.Server gracefully: idle keep-alive connections are
@@ -101,44 +164,3 @@ type handoffAddr struct{}
 
 func (handoffAddr) Network() string { return "handoff" }
 func (handoffAddr) String() string  { return "handoff" }
-
-// handedConn replays the sniffed prefix, counts bytes and signals its close.
-type handedConn struct {
-	net.Conn
-	prefix    []byte
-	up, down  atomic.Int64
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func (c *handedConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		c.up.Add(int64(n))
-		return n, nil
-	}
-	n, err := c.Conn.Read(p)
-	c.up.Add(int64(n))
-	return n, err
-}
-
-func (c *handedConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.down.Add(int64(n))
-	return n, err
-}
-
-func (c *handedConn) Close() error {
-	err := net.ErrClosed
-	c.closeOnce.Do(func() {
-		err = c.Conn.Close()
-		close(c.closed)
-	})
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
-}
-
-func (c *handedConn) stats() Stats { return Stats{Up: c.up.Load(), Down: c.down.Load()} }

@@ -136,7 +136,14 @@ func (r *relay) onTimeout(setDeadline func(time.Time) error) error {
 	}
 	d := r.idleDeadline()
 	if !time.Now().Before(d) {
-		return ErrIdleTimeout
+		// Bytes waiting in either socket are activity too: a starved
+		// process may see this deadline fire before the other direction
+		// was scheduled to move them.
+		if !pendingInput(r.client) && !pendingInput(r.backend) {
+			return ErrIdleTimeout
+		}
+		r.touch()
+		d = r.idleDeadline()
 	}
 	return setDeadline(d)
 }

@@ -217,16 +217,19 @@ func TestRelayTrickleIsNotIdle(t *testing.T) {
 		n, _ := io.Copy(io.Discard, c)
 		received <- int(n)
 	})
-	c, res := front(t, &TCP{Addr: backend, IdleTimeout: 300 * time.Millisecond}, nil, nil)
-	for range 12 { // 12 × 75ms = 900ms, three idle timeouts
+	// Generous margins (a byte every 100ms, idle after 1s) so that a loaded
+	// machine does not fake idleness; the relay must survive 2.5 idle periods.
+	c, res := front(t, &TCP{Addr: backend, IdleTimeout: time.Second}, nil, nil)
+	const writes = 25
+	for range writes {
 		if _, err := c.Write([]byte("k")); err != nil {
 			t.Fatalf("write: %v", err)
 		}
-		time.Sleep(75 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	c.CloseWrite()
-	if n := <-received; n != 12 {
-		t.Fatalf("backend got %d bytes; want 12", n)
+	if n := <-received; n != writes {
+		t.Fatalf("backend got %d bytes; want %d", n, writes)
 	}
 	c.Close()
 	if r := wait(t, res); errors.Is(r.err, ErrIdleTimeout) {
@@ -292,8 +295,10 @@ func TestRelayHoldsNoPipeWhileIdle(t *testing.T) {
 	at10 := openFDs(t)
 	open(20)
 	// Per relay here: its front listener, client, accepted front conn,
-	// backend dial, backend accept. A held pipe would add two per direction.
-	if perRelay := float64(openFDs(t)-at10) / 20; perRelay > 5 {
+	// backend dial, backend accept: 5. A held pipe would add two per
+	// direction (7 to 9); a fraction over 5 is a relay still returning its
+	// pipe the moment we count.
+	if perRelay := float64(openFDs(t)-at10) / 20; perRelay >= 6 {
 		t.Fatalf("each idle relay holds %.1f descriptors; want 5 (no pipes)", perRelay)
 	}
 }
@@ -310,4 +315,21 @@ func openFDs(t *testing.T) int {
 func isReset(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op)
+}
+
+// A client that half-closed and a backend that then says nothing: idle, even
+// though a peek at the client's socket keeps reporting its EOF.
+func TestRelayIdleAfterHalfClose(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	backend := listen(t, func(c *net.TCPConn) {
+		io.Copy(io.Discard, c)
+		<-release // silent, never closes on its own
+	})
+	c, res := front(t, &TCP{Addr: backend, IdleTimeout: 300 * time.Millisecond}, nil, nil)
+	c.Write([]byte("request"))
+	c.CloseWrite()
+	if r := wait(t, res); !errors.Is(r.err, ErrIdleTimeout) {
+		t.Fatalf("got %v; want ErrIdleTimeout", r.err)
+	}
 }

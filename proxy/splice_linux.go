@@ -35,10 +35,9 @@ func (p *pipe) close() {
 	unix.Close(p.w)
 }
 
-// splice moves bytes from src to dst through a borrowed pipe. It waits for
-// readability holding nothing (RawConn.Read with a function that first
-// reports not-done), borrows a pipe when bytes are there, keeps it while they
-// keep coming, and returns it before waiting again.
+// splice moves bytes from src to dst through a borrowed pipe. It borrows a
+// pipe when bytes are there, keeps it while they keep coming, and gives it
+// back before waiting for more, so an idle connection holds no pipe.
 func (r *relay) splice(dst, src *net.TCPConn) (int64, error) {
 	srcRaw, err := src.SyscallConn()
 	if err != nil {
@@ -53,37 +52,12 @@ func (r *relay) splice(dst, src *net.TCPConn) (int64, error) {
 		p     *pipe
 	)
 	defer func() { r.pipes.put(p) }()
-	// Bytes may already wait in the socket (the sniff may have read only part
-	// of what arrived), and an edge-triggered poller would not wake us for
-	// them: so the first step is a read attempt, not a wait.
-	mustWait := false
 	for {
-		if mustWait {
-			r.pipes.put(p)
-			p = nil
-			if err := waitReadable(srcRaw); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					if terr := r.onTimeout(src.SetReadDeadline); terr != nil {
-						return total, terr
-					}
-					continue
-				}
-				return total, err
-			}
-		}
-		if p == nil {
-			if p, err = r.pipes.get(); err != nil {
-				return total, err
-			}
-		}
-		n, err := spliceIn(srcRaw, p)
+		n, err := r.spliceIn(srcRaw, &p)
 		switch {
-		case errors.Is(err, syscall.EAGAIN):
-			mustWait = true
-			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// A deadline set before the last wait expired while bytes kept
-			// flowing: re-arm it if the connection is not really idle.
+			// The connection may not be idle: the other direction moved
+			// bytes, or this deadline was set long ago. onTimeout decides.
 			if terr := r.onTimeout(src.SetReadDeadline); terr != nil {
 				return total, terr
 			}
@@ -99,35 +73,37 @@ func (r *relay) splice(dst, src *net.TCPConn) (int64, error) {
 		if err != nil {
 			return total, err
 		}
-		mustWait = false
 	}
 }
 
-// waitReadable blocks until src is readable, its deadline passes or it is
-// closed, without reading anything.
-func waitReadable(rc syscall.RawConn) error {
-	waited := false
-	return rc.Read(func(uintptr) bool {
-		if waited {
-			return true
-		}
-		waited = true
-		return false
-	})
-}
-
-// spliceIn makes one non-blocking splice from the socket into the empty pipe.
-func spliceIn(rc syscall.RawConn, p *pipe) (int, error) {
+// spliceIn moves what the socket holds into the pipe *pp, waiting until it
+// holds something. The attempt and the wait must be one RawConn.Read call:
+// each call starts by resetting the poller's readiness state, so a separate
+// wait after a failed attempt could sleep through bytes that arrived in
+// between (the poller is edge-triggered). While waiting, the pipe is back in
+// the pool.
+func (r *relay) spliceIn(rc syscall.RawConn, pp **pipe) (int, error) {
 	var (
 		n    int64
 		serr error
 	)
 	err := rc.Read(func(fd uintptr) bool {
-		for {
-			n, serr = unix.Splice(int(fd), nil, p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-			if serr != syscall.EINTR {
+		if *pp == nil {
+			if *pp, serr = r.pipes.get(); serr != nil {
 				return true
 			}
+		}
+		for {
+			n, serr = unix.Splice(int(fd), nil, (*pp).w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch serr {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				r.pipes.put(*pp)
+				*pp = nil
+				return false // wait for readability, then call again
+			}
+			return true
 		}
 	})
 	if err != nil {
@@ -136,7 +112,7 @@ func spliceIn(rc syscall.RawConn, p *pipe) (int, error) {
 	if serr != nil {
 		return 0, os.NewSyscallError("splice", serr)
 	}
-	p.buffered = int(n)
+	(*pp).buffered = int(n)
 	return int(n), nil
 }
 
@@ -176,4 +152,26 @@ func (r *relay) spliceOut(rc syscall.RawConn, dst *net.TCPConn, p *pipe) (int64,
 		r.touch()
 	}
 	return total, nil
+}
+
+// pendingInput reports whether c is a TCP socket with bytes waiting to be
+// read. (Not a FIN: once read, EOF peeks forever, and a half-closed
+// connection must still time out.) It peeks without consuming and without touching the
+// poller's state (RawConn.Control, unlike Read, does not reset readiness).
+func pendingInput(c net.Conn) bool {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	pending := false
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		pending = err == nil && n > 0
+	})
+	return pending
 }

@@ -1,0 +1,56 @@
+package mux
+
+import (
+	"net"
+	"sync/atomic"
+)
+
+// Stream is a routed connection as one byte stream: reads yield the sniffed
+// prefix first, then the socket; bytes are counted both ways. Handlers that
+// cannot splice (in-process HTTP, TLS termination) read through a Stream.
+// Reads and writes may run concurrently, as on any net.Conn.
+type Stream struct {
+	net.Conn
+	prefix   []byte // owned by the reader side
+	up, down atomic.Int64
+}
+
+// Stream returns c as a Stream. Use either the Stream or NetConn and Prefix,
+// not both.
+func (c *Conn) Stream() *Stream {
+	return &Stream{Conn: c.NetConn, prefix: c.Prefix}
+}
+
+// Read yields the unread prefix, then reads the connection.
+func (s *Stream) Read(p []byte) (int, error) {
+	if len(s.prefix) > 0 {
+		n := copy(p, s.prefix)
+		s.prefix = s.prefix[n:]
+		s.up.Add(int64(n))
+		return n, nil
+	}
+	n, err := s.Conn.Read(p)
+	s.up.Add(int64(n))
+	return n, err
+}
+
+// Write writes to the connection.
+func (s *Stream) Write(p []byte) (int, error) {
+	n, err := s.Conn.Write(p)
+	s.down.Add(int64(n))
+	return n, err
+}
+
+// CloseWrite half-closes the connection when it supports it.
+func (s *Stream) CloseWrite() error {
+	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return s.Conn.Close()
+}
+
+// Counts returns the bytes read from the client (prefix included) and
+// written to it so far.
+func (s *Stream) Counts() (up, down int64) {
+	return s.up.Load(), s.down.Load()
+}
