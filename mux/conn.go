@@ -21,6 +21,12 @@ type Info struct {
 	Client netip.AddrPort
 	// Listener is the address of the listener that accepted the connection.
 	Listener string
+	// Terminated is true inside a TLS connection portmux terminated: the
+	// fields above describe the decrypted stream (SNI and ALPN stay the
+	// client's).
+	Terminated bool
+	// NegotiatedProtocol is the ALPN protocol chosen when Terminated.
+	NegotiatedProtocol string
 }
 
 // Conn is a routed connection handed to a Handler.
@@ -75,10 +81,12 @@ const (
 	OutcomeIdleTimeout = "idle_timeout" // nothing moved for the idle timeout
 	OutcomeShutdown    = "shutdown"     // closed when the drain grace ended
 
-	OutcomeNoRoute        = "no_route"         // recognised, but no route matched
-	OutcomeUnrecognized   = "unrecognized"     // bytes matched no protocol, no fallback route
-	OutcomeSniffTimeout   = "sniff_timeout"    // too few bytes to decide before the sniff timeout
-	OutcomeClientClosed   = "client_closed"    // closed (or failed) before the sniff ended
-	OutcomeOversized      = "oversized"        // the sniff byte cap was reached undecided
-	OutcomeBadClientHello = "bad_client_hello" // malformed TLS ClientHello
+	OutcomeNoRoute         = "no_route"             // recognised, but no route matched
+	OutcomeUnrecognized    = "unrecognized"         // bytes matched no protocol, no fallback route
+	OutcomeSniffTimeout    = "sniff_timeout"        // too few bytes to decide before the sniff timeout
+	OutcomeClientClosed    = "client_closed"        // closed (or failed) before the sniff ended
+	OutcomeOversized       = "oversized"            // the sniff byte cap was reached undecided
+	OutcomeBadClientHello  = "bad_client_hello"     // malformed TLS ClientHello
+	OutcomeHandshakeFailed = "tls_handshake_failed" // terminated TLS: no certificate, bad client, timeout
+	OutcomeACMEChallenge   = "acme_challenge"       // a TLS-ALPN-01 validation, answered in the handshake
 )

@@ -35,8 +35,12 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	} else {
 		outcome = OutcomeClientClosed
 	}
-	var res Result
-	var route *Route
+	var (
+		res   Result
+		route *Route
+		inner *Route
+		iinfo *Info
+	)
 	if outcome == "" {
 		route = table.Lookup(&info)
 		if route == nil {
@@ -46,18 +50,19 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 			}
 		}
 	}
-	if route == nil {
+	switch {
+	case route == nil:
 		raw.Close()
 		res = Result{Outcome: outcome, Up: int64(len(prefix))}
-	} else {
-		if err := raw.SetReadDeadline(time.Time{}); err != nil {
-			res = Result{Outcome: OutcomeClientClosed, Err: err}
-			raw.Close()
-		} else {
-			res = route.Handler.ServeConn(s.hardCtx, &Conn{NetConn: raw, Prefix: prefix, Info: info})
-		}
+	case raw.SetReadDeadline(time.Time{}) != nil:
+		raw.Close()
+		res = Result{Outcome: OutcomeClientClosed}
+	case route.Terminate != nil:
+		res, inner, iinfo = s.serveTerminated(route, &Conn{NetConn: raw, Prefix: prefix, Info: info})
+	default:
+		res = route.Handler.ServeConn(s.hardCtx, &Conn{NetConn: raw, Prefix: prefix, Info: info})
 	}
-	s.logConn(ac.at, &info, route, &res)
+	s.logConn(ac.at, &info, route, &res, inner, iinfo)
 }
 
 // complete reads what routing still needs after cmux's verdict: the rest of
@@ -143,7 +148,7 @@ func (s *Server) readUntil(raw net.Conn, prefix []byte, deadline time.Time, done
 // logConn writes the connection's one log line: failures of the backend or
 // of portmux at warn, everything else (including clients' own mistakes and
 // idle timeouts) at info, so that a scan of the port cannot flood warnings.
-func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result) {
+func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result, inner *Route, iinfo *Info) {
 	outcome := res.Outcome
 	if outcome == "" {
 		outcome = OutcomeOK
@@ -159,7 +164,7 @@ func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result)
 	if ce == nil {
 		return
 	}
-	fields := make([]zap.Field, 0, 14)
+	fields := make([]zap.Field, 0, 18)
 	fields = append(fields,
 		zap.String("listener", info.Listener),
 		zap.String("protocol", info.Protocol.String()),
@@ -167,6 +172,15 @@ func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result)
 	)
 	if route != nil {
 		fields = append(fields, zap.String("route", route.Name))
+	}
+	if iinfo != nil {
+		fields = append(fields, zap.String("inner_protocol", iinfo.Protocol.String()))
+		if iinfo.NegotiatedProtocol != "" {
+			fields = append(fields, zap.String("alpn_negotiated", iinfo.NegotiatedProtocol))
+		}
+	}
+	if inner != nil {
+		fields = append(fields, zap.String("inner_route", inner.Name))
 	}
 	if res.Backend != "" {
 		fields = append(fields, zap.String("backend", res.Backend))

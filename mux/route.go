@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"crypto/tls"
 	"net/netip"
 	"slices"
 	"strings"
@@ -30,8 +31,15 @@ type Route struct {
 	Name string
 	// Match selects the connections the route takes.
 	Match Match
-	// Handler serves the connections the route takes.
+	// Handler serves the connections the route takes. Unused when
+	// Terminate is set.
 	Handler Handler
+	// Terminate, when set, makes the route terminate TLS with this config
+	// (a TLS route); the decrypted stream is sniffed again and routed by
+	// Inner.
+	Terminate *tls.Config
+	// Inner routes the decrypted stream of a terminated route.
+	Inner *Table
 }
 
 // Table is an ordered list of routes; the first that matches wins. A Table is

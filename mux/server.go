@@ -23,6 +23,9 @@ type Options struct {
 	// MaxSniffBytes bounds the bytes read while sniffing (including a whole
 	// TLS ClientHello or the HTTP headers up to Host). Default 64 KiB.
 	MaxSniffBytes int
+	// HandshakeTimeout bounds the TLS handshake of terminated routes.
+	// Default 10s.
+	HandshakeTimeout time.Duration
 	// Logger receives one line per finished connection. Default: no logs.
 	Logger *zap.Logger
 }
@@ -30,6 +33,7 @@ type Options struct {
 const (
 	defaultSniffTimeout  = time.Second
 	defaultMaxSniffBytes = 64 << 10
+	defaultHandshake     = 10 * time.Second
 )
 
 // Server accepts connections on any number of listeners, sniffs and routes
@@ -57,6 +61,9 @@ func NewServer(table *Table, opts Options) *Server {
 	}
 	if opts.MaxSniffBytes <= 0 {
 		opts.MaxSniffBytes = defaultMaxSniffBytes
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = defaultHandshake
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
