@@ -17,6 +17,9 @@ type Info struct {
 	// Host is the HTTP/1 Host header without port, lowercased; set only when
 	// some route matches on Host.
 	Host string
+	// Path is the path of the first HTTP/1 request (from its request line),
+	// empty when unknown.
+	Path string
 	// Client is the client's address.
 	Client netip.AddrPort
 	// Listener is the address of the listener that accepted the connection.

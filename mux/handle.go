@@ -86,7 +86,13 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 		info.SNI, info.ALPN = hello.ServerName, hello.ALPN
 		return prefix, outcome
 	case HTTP:
-		if !t.needHost || isH2Preface(prefix) {
+		if isH2Preface(prefix) {
+			return prefix, ""
+		}
+		if t.needPath {
+			info.Path = requestPath(prefix)
+		}
+		if !t.needHost {
 			return prefix, ""
 		}
 		return s.readUntil(raw, prefix, deadline, func(b []byte) bool {

@@ -156,3 +156,34 @@ func normalizeHost(h []byte) string {
 	}
 	return string(bytes.ToLower(h))
 }
+
+// requestPath returns the path of the request line at the start of b (the
+// sniffer has seen it whole), without query; empty for the authority form
+// (CONNECT) or when b holds no complete target.
+func requestPath(b []byte) string {
+	sp := bytes.IndexByte(b, ' ')
+	if sp < 0 {
+		return ""
+	}
+	target := b[sp+1:]
+	end := bytes.IndexByte(target, ' ')
+	if end < 0 {
+		return ""
+	}
+	target = target[:end]
+	if i := bytes.Index(target, []byte("://")); i > 0 { // absolute form
+		target = target[i+3:]
+		slash := bytes.IndexByte(target, '/')
+		if slash < 0 {
+			return "/"
+		}
+		target = target[slash:]
+	}
+	if len(target) == 0 || target[0] != '/' {
+		return ""
+	}
+	if q := bytes.IndexAny(target, "?#"); q >= 0 {
+		target = target[:q]
+	}
+	return string(target)
+}

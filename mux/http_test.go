@@ -126,3 +126,20 @@ func FuzzSniffers(f *testing.F) {
 		findHost(data)
 	})
 }
+
+func TestRequestPath(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"GET /api/v1?x=1 HTTP/1.1\r\n", "/api/v1"},
+		{"GET / HTTP/1.1", "/"},
+		{"GET http://example.com/p/q HTTP/1.1", "/p/q"},
+		{"GET http://example.com HTTP/1.1", "/"},
+		{"CONNECT example.com:443 HTTP/1.1", ""},
+		{"OPTIONS * HTTP/1.1", ""},
+		{"GET /unfinished", ""},
+	}
+	for _, tt := range tests {
+		if got := requestPath([]byte(tt.in)); got != tt.want {
+			t.Errorf("requestPath(%q): got %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}

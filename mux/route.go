@@ -2,6 +2,7 @@ package mux
 
 import (
 	"crypto/tls"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -21,6 +22,11 @@ type Match struct {
 	// Host names for HTTP/1 requests (the Host header, port removed), with
 	// the same wildcard rule as SNI. Lowercase.
 	Host []string
+	// Path prefixes for HTTP requests, matching whole segments: "/api"
+	// takes "/api" and "/api/v1", not "/apix". At connection level the
+	// first request's path decides; when it is unknown (HTTP/2), paths are
+	// not checked there, only per request (LookupRequest).
+	Path []string
 	// Source prefixes the client address must fall in.
 	Source []netip.Prefix
 }
@@ -47,6 +53,7 @@ type Route struct {
 type Table struct {
 	routes   []Route
 	needHost bool // some HTTP route matches on Host: read the request headers
+	needPath bool // some HTTP route matches on path: parse the request line
 }
 
 // NewTable builds a table from routes, in order. It keeps routes' slices; the
@@ -56,6 +63,9 @@ func NewTable(routes []Route) *Table {
 	for _, r := range routes {
 		if len(r.Match.Host) > 0 {
 			t.needHost = true
+		}
+		if len(r.Match.Path) > 0 {
+			t.needPath = true
 		}
 	}
 	return t
@@ -89,10 +99,48 @@ func (m *Match) matches(info *Info) bool {
 	if len(m.ALPN) > 0 && !slices.ContainsFunc(info.ALPN, func(p string) bool { return slices.Contains(m.ALPN, p) }) {
 		return false
 	}
+	if len(m.Path) > 0 && info.Path != "" && !matchPath(m.Path, info.Path) {
+		return false
+	}
 	if len(m.Source) > 0 && !containsAddr(m.Source, info.Client.Addr()) {
 		return false
 	}
 	return true
+}
+
+// LookupRequest routes one HTTP request (each request of a keep-alive or
+// HTTP/2 connection may go elsewhere): the first route whose match takes
+// the request's Host (without port), path, client and, over TLS, SNI.
+func (t *Table) LookupRequest(r *http.Request) *Route {
+	info := Info{Protocol: HTTP, Host: requestHost(r.Host), Path: r.URL.Path, Terminated: r.TLS != nil}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		info.Client = ap
+	}
+	if r.TLS != nil {
+		info.SNI = r.TLS.ServerName
+		info.NegotiatedProtocol = r.TLS.NegotiatedProtocol
+	}
+	return t.Lookup(&info)
+}
+
+// requestHost lowercases a Host value and removes its port.
+func requestHost(hostport string) string {
+	return normalizeHost([]byte(hostport))
+}
+
+// matchPath reports whether path is one of the prefixes or below one, by
+// whole segments.
+func matchPath(prefixes []string, path string) bool {
+	for _, p := range prefixes {
+		p = strings.TrimSuffix(p, "/")
+		if p == "" || path == p {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(path, p); ok && rest[0] == '/' {
+			return true
+		}
+	}
+	return false
 }
 
 // matchName reports whether name matches one of the patterns, exact or

@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 )
@@ -69,4 +70,50 @@ func TestTableLookup(t *testing.T) {
 	if r := NewTable(nil).Lookup(&Info{Protocol: HTTP}); r != nil {
 		t.Errorf("empty table matched %q", r.Name)
 	}
+}
+
+func TestMatchPath(t *testing.T) {
+	tests := []struct {
+		prefix, path string
+		want         bool
+	}{
+		{"/api", "/api", true},
+		{"/api", "/api/v1", true},
+		{"/api/", "/api/v1", true},
+		{"/api", "/apix", false},
+		{"/api", "/", false},
+		{"/", "/anything", true},
+	}
+	for _, tt := range tests {
+		if got := matchPath([]string{tt.prefix}, tt.path); got != tt.want {
+			t.Errorf("matchPath(%q, %q): got %v; want %v", tt.prefix, tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestLookupRequest(t *testing.T) {
+	table := NewTable([]Route{
+		{Name: "api", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"*.example.com"}, Path: []string{"/api"}}},
+		{Name: "site", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"www.example.com"}}},
+		{Name: "ssh", Match: Match{Protocols: []Protocol{SSH}}},
+	})
+	tests := []struct{ url, want string }{
+		{"http://www.example.com:8443/api/x", "api"},
+		{"http://WWW.example.com/", "site"},
+		{"http://other.test/", ""},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", tt.url, nil)
+		got := table.LookupRequest(r)
+		if name := routeName(got); name != tt.want {
+			t.Errorf("%s: got %q; want %q", tt.url, name, tt.want)
+		}
+	}
+}
+
+func routeName(r *Route) string {
+	if r == nil {
+		return ""
+	}
+	return r.Name
 }

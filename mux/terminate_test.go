@@ -120,7 +120,9 @@ func TestTerminateFailures(t *testing.T) {
 		if n, _ := c.Read(make([]byte, 1)); n != 0 {
 			t.Fatal("data after an ACME challenge handshake")
 		}
-		w.connLog(func(f map[string]any) bool { return f["client"] == c.LocalAddr().String() && f["outcome"] == OutcomeACMEChallenge })
+		w.connLog(func(f map[string]any) bool {
+			return f["client"] == c.LocalAddr().String() && f["outcome"] == OutcomeACMEChallenge
+		})
 	})
 	t.Run("client refuses the certificate", func(t *testing.T) {
 		c, err := tls.Dial("tcp", w.addr, &tls.Config{ServerName: "app.test"}) // system roots: untrusted
@@ -131,4 +133,3 @@ func TestTerminateFailures(t *testing.T) {
 		w.connLog(outcome(OutcomeHandshakeFailed))
 	})
 }
-

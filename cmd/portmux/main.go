@@ -1,0 +1,89 @@
+// Command portmux is an edge port multiplexer: one listening port carries
+// TLS, HTTP, SSH, FTP and more, each routed to its own backend.
+//
+// Usage:
+//
+//	portmux [run] [-c FILE]   serve (without -c: the built-in demo config)
+//	portmux validate -c FILE  check a config file, list every problem
+//	portmux version           print the version
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/portmux/portmux/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(runCLI(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// runCLI dispatches a subcommand and returns the exit code.
+func runCLI(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return cmdRun(args, stderr)
+	case "validate":
+		return cmdValidate(args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "portmux %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "portmux: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+const usage = `Usage:
+  portmux [run] [-c FILE]    serve; without -c (and without $PORTMUX_CONFIG) the built-in demo config
+  portmux validate -c FILE   check a config file and list every problem
+  portmux version            print the version
+`
+
+// configFlag registers -c; its default is $PORTMUX_CONFIG.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("c", os.Getenv("PORTMUX_CONFIG"), "config file (YAML); env PORTMUX_CONFIG")
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("validate", stderr)
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "portmux validate: -c FILE is required")
+		return 2
+	}
+	if _, err := loadConfig(*path); err != nil {
+		fmt.Fprintln(stderr, err)
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			fmt.Fprintf(stderr, "%d problem(s) in %s\n", len(cerr.Problems), *path)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	return 0
+}
