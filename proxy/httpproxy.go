@@ -1,0 +1,276 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// HTTPProxy is the reverse proxy of one HTTP route: it picks an upstream
+// from Pool per request, rewrites the request (X-Forwarded-For/Proto/Host
+// from the real client, Host preserved unless PreserveHost is false),
+// streams the response (SSE is flushed as it comes; upgrades such as
+// WebSocket are relayed), and answers 502 when no upstream can be reached
+// and 504 when one does not answer in time.
+type HTTPProxy struct {
+	// Route names the route in logs.
+	Route string
+	// Pool holds the upstreams.
+	Pool *Pool
+	// PreserveHost sends the client's Host to the upstream (default in
+	// NewHTTPProxy); false sends the upstream's own host.
+	PreserveHost bool
+	// TrustedProxies are the client addresses whose X-Forwarded-* headers
+	// are kept and extended; anyone else's are replaced.
+	TrustedProxies []netip.Prefix
+	// MaxBodyBytes bounds request bodies (413 beyond); zero means no limit.
+	MaxBodyBytes int64
+	// Logger receives one access log line per request.
+	Logger *zap.Logger
+
+	rp *httputil.ReverseProxy
+}
+
+// NewHTTPProxy returns a proxy for route over pool using transport, which
+// should be shared by all routes (it pools upstream connections).
+func NewHTTPProxy(route string, pool *Pool, transport http.RoundTripper, logger *zap.Logger) *HTTPProxy {
+	p := &HTTPProxy{Route: route, Pool: pool, PreserveHost: true, Logger: logger}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    &retryTransport{pool: pool, base: transport},
+		ErrorHandler: p.fail,
+		ErrorLog:     zap.NewStdLog(logger.With(zap.String("route", route))),
+	}
+	return p
+}
+
+// reqState travels with one request through the proxy.
+type reqState struct {
+	client   netip.Addr
+	upstream *Upstream
+	err      error
+	status   int
+}
+
+type stateKey struct{}
+
+func stateOf(r *http.Request) *reqState {
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	return st
+}
+
+// ServeHTTP proxies r and writes one access log line.
+func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &reqState{client: clientAddr(r)}
+	st.upstream = p.Pool.Pick(st.client, nil)
+	if st.upstream == nil {
+		st.err = errors.New("no upstream")
+		p.fail(w, r, st.err)
+		return
+	}
+	if p.MaxBodyBytes > 0 && r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodyBytes)
+	}
+	rec := &recorder{ResponseWriter: w}
+	// In flight until the response body is done (streams count), moved to
+	// another upstream by a retry.
+	st.upstream.inFlight.Add(1)
+	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	st.upstream.inFlight.Add(-1)
+	p.logRequest(r, st, rec, start)
+}
+
+// rewrite shapes the outgoing request. ReverseProxy has already removed
+// hop-by-hop headers and the client's X-Forwarded-* and Forwarded headers.
+func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In)
+	pr.SetURL(st.upstream.URL)
+	if p.PreserveHost {
+		pr.Out.Host = pr.In.Host
+	}
+	if p.trusted(st.client) {
+		// A trusted proxy in front: keep the chain it reports, then append.
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+			if v := pr.In.Header.Values(h); len(v) > 0 {
+				pr.Out.Header[h] = v
+			}
+		}
+		pr.SetXForwarded()
+		if v := pr.In.Header.Get("X-Forwarded-Proto"); v != "" {
+			pr.Out.Header.Set("X-Forwarded-Proto", v)
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", v)
+		}
+		return
+	}
+	pr.SetXForwarded()
+}
+
+func (p *HTTPProxy) trusted(a netip.Addr) bool {
+	for _, pf := range p.TrustedProxies {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// fail answers a request the proxy could not complete: 504 when the
+// upstream timed out, 413 for an oversized body, 502 otherwise.
+func (p *HTTPProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := http.StatusBadGateway, "502 bad gateway: the upstream could not be reached\n"
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		status, msg = http.StatusRequestEntityTooLarge, "413 request body too large\n"
+	case isTimeout(err):
+		status, msg = http.StatusGatewayTimeout, "504 gateway timeout: the upstream did not answer in time\n"
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		status, msg = 499, "" // the client went away; nothing to send
+	}
+	if st := stateOf(r); st != nil {
+		st.err = err
+		st.status = status
+	}
+	if msg != "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		w.Write([]byte(msg))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
+}
+
+// clientAddr is the address of the connection's client (the peer portmux
+// accepted; for PROXY-protocol listeners, the address the header gave).
+func clientAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// logRequest writes the access log line.
+func (p *HTTPProxy) logRequest(r *http.Request, st *reqState, rec *recorder, start time.Time) {
+	status := rec.status
+	if st.status != 0 {
+		status = st.status
+	}
+	level := zap.InfoLevel
+	if st.err != nil && status != 499 {
+		level = zap.WarnLevel
+	}
+	ce := p.Logger.Check(level, "request")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("route", p.Route),
+		zap.String("method", r.Method),
+		zap.String("host", r.Host),
+		zap.String("path", r.URL.Path),
+		zap.Int("status", status),
+		zap.Int64("bytes", rec.bytes),
+		zap.Duration("duration", time.Since(start)),
+		zap.String("client", r.RemoteAddr),
+		zap.String("proto", r.Proto),
+	}
+	if st.upstream != nil {
+		fields = append(fields, zap.String("upstream", st.upstream.URL.Host))
+	}
+	if st.err != nil {
+		fields = append(fields, zap.Error(st.err))
+	}
+	ce.Write(fields...)
+}
+
+// recorder notes the status and body bytes of a response. It keeps the
+// underlying writer reachable (Unwrap) so flushing and hijacking work.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 || code == http.StatusSwitchingProtocols {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// retryTransport retries a request on another upstream when connecting to
+// the chosen one failed: nothing was sent, so any method is safe to retry.
+// Each failure counts against the upstream's passive health.
+type retryTransport struct {
+	pool *Pool
+	base http.RoundTripper
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := stateOf(req)
+	if req.Body != nil && req.Body != http.NoBody {
+		// The transport closes the body even when the dial fails; a retry
+		// needs it open. The server closes the real body after the handler.
+		req.Body = io.NopCloser(req.Body)
+	}
+	var tried []*Upstream
+	for {
+		resp, err := t.base.RoundTrip(req)
+		if err == nil {
+			t.pool.Succeeded(st.upstream)
+			return resp, nil
+		}
+		if req.Context().Err() == nil {
+			t.pool.Failed(st.upstream)
+		}
+		if !isDialError(err) {
+			return nil, err
+		}
+		tried = append(tried, st.upstream)
+		next := t.pool.Pick(st.client, tried)
+		if next == nil {
+			return nil, err
+		}
+		// The outgoing Host stays as Rewrite set it: the client's when
+		// preserved, else empty (taken from the URL).
+		st.upstream.inFlight.Add(-1)
+		next.inFlight.Add(1)
+		st.upstream = next
+		req.URL.Scheme, req.URL.Host = next.URL.Scheme, next.URL.Host
+	}
+}
+
+// isDialError reports an error from connecting, before any byte was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

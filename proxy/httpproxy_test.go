@@ -1,0 +1,365 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// proxyWorld is an HTTPProxy in front of real upstream servers, served by a
+// real HTTP server on loopback.
+type proxyWorld struct {
+	proxy *HTTPProxy
+	front *httptest.Server
+	logs  *observer.ObservedLogs
+}
+
+func newProxyWorld(t *testing.T, balance Balance, upstreams ...*httptest.Server) *proxyWorld {
+	t.Helper()
+	var urls []*url.URL
+	for _, u := range upstreams {
+		pu, _ := url.Parse(u.URL)
+		urls = append(urls, pu)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	tr := &http.Transport{ResponseHeaderTimeout: 2 * time.Second}
+	t.Cleanup(tr.CloseIdleConnections)
+	p := NewHTTPProxy("web", NewPool(urls, balance), tr, zap.New(core))
+	front := httptest.NewServer(p)
+	t.Cleanup(front.Close)
+	return &proxyWorld{proxy: p, front: front, logs: logs}
+}
+
+func get(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// headersBackend answers with the request headers it received.
+func headersBackend(t *testing.T) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "host=%s\nxff=%s\nproto=%s\nxfhost=%s\nfoo=%s\nconn=%s\n", r.Host,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"),
+			r.Header.Get("Foo"), r.Header.Get("Connection"))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestHTTPProxyHeaders(t *testing.T) {
+	w := newProxyWorld(t, RoundRobin, headersBackend(t))
+	req, _ := http.NewRequest("GET", w.front.URL+"/x", nil)
+	req.Host = "app.example.com"
+	req.Header.Set("X-Forwarded-For", "6.6.6.6") // spoofed by an untrusted client
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("Connection", "Foo")
+	req.Header.Set("Foo", "hop-by-hop")
+	_, body := get(t, http.DefaultClient, req)
+	for _, want := range []string{"host=app.example.com\n", "xff=127.0.0.1\n", "proto=http\n", "xfhost=app.example.com\n", "foo=\n", "conn=\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("upstream saw:\n%s\nwant line %q", body, want)
+		}
+	}
+
+	t.Run("trusted proxy keeps the chain", func(t *testing.T) {
+		w.proxy.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		defer func() { w.proxy.TrustedProxies = nil }()
+		_, body := get(t, http.DefaultClient, req)
+		for _, want := range []string{"xff=6.6.6.6, 127.0.0.1\n", "proto=https\n"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("upstream saw:\n%s\nwant line %q", body, want)
+			}
+		}
+	})
+	t.Run("host not preserved", func(t *testing.T) {
+		w.proxy.PreserveHost = false
+		defer func() { w.proxy.PreserveHost = true }()
+		_, body := get(t, http.DefaultClient, req)
+		if strings.HasPrefix(body, "host=app.example.com\n") || !strings.Contains(body, "xfhost=app.example.com\n") {
+			t.Errorf("upstream saw:\n%s\nwant its own host and X-Forwarded-Host kept", body)
+		}
+	})
+	e := w.logs.FilterMessage("request").All()
+	if len(e) == 0 || e[0].ContextMap()["status"] != int64(200) || e[0].ContextMap()["upstream"] == nil {
+		t.Errorf("access log: %v", e)
+	}
+}
+
+func TestHTTPProxyLargeBodies(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			h := sha256.New()
+			n, _ := io.Copy(h, r.Body)
+			fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+			return
+		}
+		rng := rand.NewChaCha8([32]byte{1})
+		io.CopyN(w, rng, 32<<20)
+	}))
+	t.Cleanup(up.Close)
+	w := newProxyWorld(t, RoundRobin, up)
+
+	resp, err := http.Get(w.front.URL + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	resp.Body.Close()
+	want := sha256.New()
+	io.CopyN(want, rand.NewChaCha8([32]byte{1}), 32<<20)
+	if err != nil || n != 32<<20 || hex.EncodeToString(h.Sum(nil)) != hex.EncodeToString(want.Sum(nil)) {
+		t.Fatalf("download: %d bytes, %v, checksum mismatch=%v", n, err, hex.EncodeToString(h.Sum(nil)) != hex.EncodeToString(want.Sum(nil)))
+	}
+
+	// Chunked upload: an io.Pipe body has no length.
+	pr, pw := io.Pipe()
+	sent := sha256.New()
+	go func() {
+		rng := rand.NewChaCha8([32]byte{2})
+		_, err := io.CopyN(io.MultiWriter(pw, sent), rng, 20<<20)
+		pw.CloseWithError(err)
+	}()
+	req, _ := http.NewRequest("POST", w.front.URL+"/up", pr)
+	_, body := get(t, http.DefaultClient, req)
+	if wantBody := fmt.Sprintf("%d %x", 20<<20, sent.Sum(nil)); body != wantBody {
+		t.Fatalf("upload: upstream got %q; want %q", body, wantBody)
+	}
+}
+
+// The first server-sent event reaches the client while the stream is still
+// open.
+func TestHTTPProxySSEFlush(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "data: last\n\n")
+	}))
+	t.Cleanup(up.Close)
+	defer close(release)
+	w := newProxyWorld(t, RoundRobin, up)
+	resp, err := http.Get(w.front.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("got %q, %v before the stream ended", line, err)
+	}
+}
+
+func TestHTTPProxyWebSocket(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.WriteMessage(mt, append([]byte("echo:"), msg...))
+		}
+	}))
+	t.Cleanup(up.Close)
+	w := newProxyWorld(t, RoundRobin, up)
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(w.front.URL, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		msg := fmt.Sprintf("hello %d", i)
+		c.WriteMessage(websocket.TextMessage, []byte(msg))
+		_, got, err := c.ReadMessage()
+		if err != nil || string(got) != "echo:"+msg {
+			t.Fatalf("got %q, %v", got, err)
+		}
+	}
+}
+
+// named answers with its own name and counts requests.
+func named(t *testing.T, name string, hits *atomic.Int64) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.WriteString(w, name)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestHTTPProxyBalancing(t *testing.T) {
+	var a, b, c atomic.Int64
+	t.Run("round robin spreads evenly", func(t *testing.T) {
+		w := newProxyWorld(t, RoundRobin, named(t, "a", &a), named(t, "b", &b), named(t, "c", &c))
+		for range 30 {
+			get(t, http.DefaultClient, mustReq(w.front.URL))
+		}
+		if a.Load() != 10 || b.Load() != 10 || c.Load() != 10 {
+			t.Fatalf("got %d/%d/%d; want 10 each", a.Load(), b.Load(), c.Load())
+		}
+	})
+	t.Run("ip hash is sticky", func(t *testing.T) {
+		w := newProxyWorld(t, IPHash, named(t, "a", new(atomic.Int64)), named(t, "b", new(atomic.Int64)))
+		_, first := get(t, http.DefaultClient, mustReq(w.front.URL))
+		for range 10 {
+			if _, got := get(t, http.DefaultClient, mustReq(w.front.URL)); got != first {
+				t.Fatalf("same client went to %q then %q", first, got)
+			}
+		}
+	})
+	t.Run("least connections avoids the busy upstream", func(t *testing.T) {
+		release := make(chan struct{})
+		var slowHits atomic.Int64
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			slowHits.Add(1)
+			w.(http.Flusher).Flush()
+			<-release
+		}))
+		t.Cleanup(slow.Close)
+		var fastHits atomic.Int64
+		w := newProxyWorld(t, LeastConn, slow, named(t, "fast", &fastHits))
+		resp, err := http.Get(w.front.URL) // occupies the slow upstream (first pick)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			get(t, http.DefaultClient, mustReq(w.front.URL))
+		}
+		close(release)
+		resp.Body.Close()
+		if slowHits.Load() != 1 || fastHits.Load() != 5 {
+			t.Fatalf("slow got %d, fast %d; want 1 and 5", slowHits.Load(), fastHits.Load())
+		}
+	})
+}
+
+func mustReq(u string) *http.Request {
+	r, _ := http.NewRequest("GET", u, nil)
+	return r
+}
+
+// When an upstream dies mid-test, requests keep succeeding on the others:
+// a refused connection is retried elsewhere, and the dead one is marked down.
+func TestHTTPProxyFailover(t *testing.T) {
+	var a, b atomic.Int64
+	dying := named(t, "a", &a)
+	w := newProxyWorld(t, RoundRobin, dying, named(t, "b", &b))
+	client := &http.Client{}
+	for i := range 40 {
+		if i == 10 {
+			dying.Close()
+		}
+		req, _ := http.NewRequest("POST", w.front.URL, strings.NewReader("payload"))
+		if resp, body := get(t, client, req); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if a.Load() != 5 || b.Load() != 35 {
+		t.Errorf("a served %d, b %d; want 5 and 35", a.Load(), b.Load())
+	}
+	if w.proxy.Pool.Upstreams[0].Healthy() {
+		t.Error("dead upstream still marked healthy")
+	}
+}
+
+func TestHTTPProxyErrors(t *testing.T) {
+	t.Run("502 when no upstream is reachable", func(t *testing.T) {
+		dead := httptest.NewServer(http.NotFoundHandler())
+		dead.Close()
+		w := newProxyWorld(t, RoundRobin, dead)
+		resp, body := get(t, http.DefaultClient, mustReq(w.front.URL))
+		if resp.StatusCode != 502 || !strings.Contains(body, "502") {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+		if e := w.logs.FilterMessage("request").All(); len(e) != 1 || e[0].Level != zapcore.WarnLevel {
+			t.Fatalf("want one warn access line, got %v", e)
+		}
+	})
+	t.Run("504 when the upstream does not answer in time", func(t *testing.T) {
+		release := make(chan struct{})
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+		t.Cleanup(slow.Close)
+		defer close(release)
+		w := newProxyWorld(t, RoundRobin, slow)
+		if resp, body := get(t, http.DefaultClient, mustReq(w.front.URL)); resp.StatusCode != 504 {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("413 over the body limit", func(t *testing.T) {
+		w := newProxyWorld(t, RoundRobin, headersBackend(t))
+		w.proxy.MaxBodyBytes = 10
+		req, _ := http.NewRequest("POST", w.front.URL, strings.NewReader(strings.Repeat("x", 100)))
+		if resp, body := get(t, http.DefaultClient, req); resp.StatusCode != 413 {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	})
+}
+
+func TestActiveHealthChecks(t *testing.T) {
+	var healthy atomic.Bool
+	healthy.Store(true)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(503)
+		}
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	pool := NewPool([]*url.URL{u}, RoundRobin)
+	changes := make(chan bool, 4)
+	ctx, cancel := contextWithCancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pool.RunHealthChecks(ctx, HealthCheck{Path: "/healthz", Interval: 20 * time.Millisecond}, http.DefaultClient,
+			func(_ *Upstream, ok bool, _ error) { changes <- ok })
+	}()
+	defer func() { cancel(); wg.Wait() }()
+	healthy.Store(false)
+	if ok := <-changes; ok || pool.Upstreams[0].Healthy() {
+		t.Fatal("failing upstream not marked down")
+	}
+	healthy.Store(true)
+	if ok := <-changes; !ok || !pool.Upstreams[0].Healthy() {
+		t.Fatal("recovered upstream not marked up")
+	}
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}

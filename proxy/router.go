@@ -1,0 +1,47 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// NoRoute answers a request that no route takes: 421 Misdirected Request
+// when it came over TLS for a Host other than the connection's SNI (the
+// connection was set up for another name; RFC 9110 §15.5.20 tells the
+// client to retry on a new connection, as browsers that coalesce HTTP/2
+// connections must), 404 Not Found otherwise (nothing here serves that
+// host or path). It logs one access line.
+func NoRoute(w http.ResponseWriter, r *http.Request, logger *zap.Logger) {
+	status, msg := http.StatusNotFound, "404 not found: no route for this host and path\n"
+	if r.TLS != nil && r.TLS.ServerName != "" && !strings.EqualFold(r.TLS.ServerName, hostOnly(r.Host)) {
+		status, msg = http.StatusMisdirectedRequest, "421 misdirected request: this connection is for another host\n"
+	}
+	logger.Info("request", zap.String("method", r.Method), zap.String("host", r.Host), zap.String("path", r.URL.Path),
+		zap.Int("status", status), zap.String("client", r.RemoteAddr), zap.String("proto", r.Proto), zap.String("outcome", "no_route"))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write([]byte(msg))
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// RedirectHTTPS answers with a permanent redirect (308, which keeps the
+// method and body) to the same URL over HTTPS. A request that reached port
+// 80 goes to the default HTTPS port; one that reached portmux's multiplexed
+// port keeps that port, since it serves HTTPS too.
+func RedirectHTTPS(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, port, err := net.SplitHostPort(host); err == nil && port == "80" {
+		host = h
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
