@@ -21,6 +21,7 @@ type acceptedConn struct {
 type acceptListener struct {
 	net.Listener
 	logger *zap.Logger
+	claim  func(net.Conn) bool
 }
 
 const (
@@ -33,6 +34,10 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			if l.claim != nil && l.claim(c) {
+				backoff = 0
+				continue
+			}
 			return &acceptedConn{Conn: c, at: time.Now()}, nil
 		}
 		var ne net.Error

@@ -26,6 +26,12 @@ type Options struct {
 	// HandshakeTimeout bounds the TLS handshake of terminated routes.
 	// Default 10s.
 	HandshakeTimeout time.Duration
+	// Claim, if set, sees every accepted connection before sniffing; if it
+	// returns true it owns the connection and mux never touches it again.
+	// For connections a handler expects, such as FTP data connections,
+	// which cannot be sniffed (an upload's first bytes are arbitrary, a
+	// download's data connection is silent). It must not block.
+	Claim func(net.Conn) bool
 	// Logger receives one line per finished connection. Default: no logs.
 	Logger *zap.Logger
 }
@@ -105,7 +111,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	m := cmux.New(&acceptListener{Listener: ln, logger: s.log})
+	m := cmux.New(&acceptListener{Listener: ln, logger: s.log, claim: s.opts.Claim})
 	m.SetReadTimeout(s.opts.SniffTimeout)
 	// Order is priority: each matcher replays what the earlier ones buffered.
 	children := []struct {

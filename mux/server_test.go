@@ -293,3 +293,31 @@ func TestServerShutdownDrains(t *testing.T) {
 		t.Fatal("new connections still accepted after Shutdown")
 	}
 }
+
+// A claimed connection bypasses sniffing entirely: its first bytes, which
+// would match a protocol, reach the claimer untouched.
+func TestServerClaimBeforeSniffing(t *testing.T) {
+	claimed := make(chan net.Conn, 1)
+	srv := NewServer(NewTable(allRoutes()), Options{SniffTimeout: testSniffTimeout, Claim: func(c net.Conn) bool {
+		claimed <- c
+		return true
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("SSH-2.0-looks-like-ssh\r\n"))
+	got := <-claimed
+	defer got.Close()
+	buf := make([]byte, 24)
+	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "SSH-2.0-looks-like-ssh\r\n" {
+		t.Fatalf("claimer read %q, %v", buf, err)
+	}
+}
