@@ -35,6 +35,8 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	} else {
 		outcome = OutcomeClientClosed
 	}
+	obs := s.opts.Observer
+	obs.Sniffed(info.Protocol, time.Since(ac.at))
 	var (
 		res   Result
 		route *Route
@@ -50,6 +52,7 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 			}
 		}
 	}
+	started := false
 	switch {
 	case route == nil:
 		raw.Close()
@@ -57,12 +60,22 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	case raw.SetReadDeadline(time.Time{}) != nil:
 		raw.Close()
 		res = Result{Outcome: OutcomeClientClosed}
-	case route.Terminate != nil:
-		res, inner, iinfo = s.serveTerminated(route, &Conn{NetConn: raw, Prefix: prefix, Info: info})
 	default:
-		res = route.Handler.ServeConn(s.hardCtx, &Conn{NetConn: raw, Prefix: prefix, Info: info})
+		started = true
+		obs.Started(&info, route.Name)
+		c := &Conn{NetConn: raw, Prefix: prefix, Info: info}
+		if route.Terminate != nil {
+			res, inner, iinfo = s.serveTerminated(route, c)
+		} else {
+			res = route.Handler.ServeConn(s.hardCtx, c)
+		}
 	}
 	s.logConn(ac.at, &info, route, &res, inner, iinfo)
+	name := ""
+	if route != nil {
+		name = route.Name
+	}
+	obs.Finished(&info, name, started, &res, time.Since(ac.at))
 }
 
 // complete reads what routing still needs after cmux's verdict: the rest of

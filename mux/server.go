@@ -32,6 +32,8 @@ type Options struct {
 	// which cannot be sniffed (an upload's first bytes are arbitrary, a
 	// download's data connection is silent). It must not block.
 	Claim func(net.Conn) bool
+	// Observer is told about each connection (metrics). Default: none.
+	Observer Observer
 	// Logger receives one line per finished connection. Default: no logs.
 	Logger *zap.Logger
 }
@@ -73,6 +75,9 @@ func NewServer(table *Table, opts Options) *Server {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
 	}
 	s := &Server{
 		opts:      opts,

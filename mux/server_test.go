@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -319,5 +320,51 @@ func TestServerClaimBeforeSniffing(t *testing.T) {
 	buf := make([]byte, 24)
 	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "SSH-2.0-looks-like-ssh\r\n" {
 		t.Fatalf("claimer read %q, %v", buf, err)
+	}
+}
+
+// recordingObserver counts observer calls.
+type recordingObserver struct {
+	mu                         sync.Mutex
+	sniffed, started, unrouted int
+	finished                   []string
+}
+
+func (o *recordingObserver) Sniffed(Protocol, time.Duration) { o.mu.Lock(); o.sniffed++; o.mu.Unlock() }
+func (o *recordingObserver) Started(*Info, string)           { o.mu.Lock(); o.started++; o.mu.Unlock() }
+func (o *recordingObserver) Finished(_ *Info, route string, started bool, res *Result, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !started {
+		o.unrouted++
+	}
+	o.finished = append(o.finished, route+":"+res.Outcome)
+}
+
+func TestServerObserver(t *testing.T) {
+	obs := &recordingObserver{}
+	srv := NewServer(NewTable([]Route{{Name: "ssh", Match: Match{Protocols: []Protocol{SSH}}, Handler: HandlerFunc(func(ctx context.Context, c *Conn) Result {
+		c.NetConn.Close()
+		return Result{Outcome: OutcomeOK}
+	})}}), Options{SniffTimeout: testSniffTimeout, Observer: obs})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	for _, data := range []string{"SSH-2.0-x\r\n", "GET / HTTP/1.1\r\n\r\n"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(data))
+		io.Copy(io.Discard, c)
+		c.Close()
+	}
+	srv.Shutdown(context.Background()) // waits for both handlers
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.sniffed != 2 || obs.started != 1 || obs.unrouted != 1 || len(obs.finished) != 2 {
+		t.Fatalf("sniffed %d, started %d, unrouted %d, finished %v", obs.sniffed, obs.started, obs.unrouted, obs.finished)
 	}
 }
