@@ -83,6 +83,7 @@ const (
 	OutcomeDialFailed  = "dial_failed"  // backend unreachable; logged at warn
 	OutcomeIdleTimeout = "idle_timeout" // nothing moved for the idle timeout
 	OutcomeShutdown    = "shutdown"     // closed when the drain grace ended
+	OutcomeReset       = "reset"        // a peer reset its connection mid-relay
 
 	OutcomeNoRoute         = "no_route"             // recognised, but no route matched
 	OutcomeUnrecognized    = "unrecognized"         // bytes matched no protocol, no fallback route

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -80,7 +81,7 @@ func (r *relay) finish(dst net.Conn, err error) {
 		return
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-		if cerr := cw.CloseWrite(); cerr != nil && !isClosed(cerr) {
+		if cerr := cw.CloseWrite(); cerr != nil && !isClosed(cerr) && !peerGone(cerr) {
 			r.abort(cerr)
 		}
 		return
@@ -215,4 +216,11 @@ func tcpPair(src, dst net.Conn) (*net.TCPConn, *net.TCPConn, bool) {
 
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed)
+}
+
+// peerGone reports errors that only say the peer already closed or reset
+// its side: passing on an EOF to it is then moot, not a failure (an FTP
+// client reads 221 and closes before the server's FIN is relayed).
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,5 +332,25 @@ func TestRelayIdleAfterHalfClose(t *testing.T) {
 	c.CloseWrite()
 	if r := wait(t, res); !errors.Is(r.err, ErrIdleTimeout) {
 		t.Fatalf("got %v; want ErrIdleTimeout", r.err)
+	}
+}
+
+// A client that reads the last reply and resets before the backend's EOF is
+// relayed (an FTP client after 221) ends the relay with that reset, not
+// with an error of passing the EOF on (ENOTCONN).
+func TestRelayClientGoneBeforeEOF(t *testing.T) {
+	closed := make(chan struct{})
+	backend := listen(t, func(c *net.TCPConn) {
+		c.Write([]byte("221 bye\r\n"))
+		<-closed
+		time.Sleep(50 * time.Millisecond) // let the client's FIN/RST land first
+	})
+	c, res := front(t, &TCP{Addr: backend}, nil, nil)
+	io.ReadFull(c, make([]byte, 9))
+	c.SetLinger(0) // reset, as a client closing with unread data would
+	c.Close()
+	close(closed)
+	if r := wait(t, res); r.err != nil && !errors.Is(r.err, syscall.ECONNRESET) {
+		t.Fatalf("got %v; want nil or the client's reset", r.err)
 	}
 }
