@@ -6,7 +6,8 @@
 // [Config] and checked by [Config.Validate]. Every problem found is reported,
 // one line each, in an [*Error].
 //
-// The package is a leaf: it does no networking and no logging.
+// The package is a leaf: it does no networking and no logging. Validate reads
+// one file, tls.trusted_roots, because its content is configuration.
 //
 // Typical usage:
 //
@@ -21,7 +22,8 @@
 //		return err
 //	}
 //	for _, r := range cfg.Routes {
-//		// first match wins: wire r.Match to r.To
+//		// first match wins: wire r.Match to r.To, r.Upstreams or,
+//		// when r.Terminates(), to r.Routes on the decrypted stream
 //	}
 package config
 
@@ -37,6 +39,12 @@ type Config struct {
 	// address or a name. Default [DefaultListen].
 	Listen []string `koanf:"listen"`
 
+	// HTTPListen is an optional plain-HTTP listener, such as ":80", for
+	// ACME HTTP-01 answers, redirect_http and HTTP routes. The empty
+	// string (the default) disables it. Same form as a Listen entry; it
+	// must differ from every Listen entry.
+	HTTPListen string `koanf:"http_listen"`
+
 	// SniffTimeout bounds how long a new connection may take to send enough
 	// bytes to identify its protocol. A client that sends nothing in that
 	// time is "silent" (see ProtocolSilent). Default [DefaultSniffTimeout];
@@ -46,6 +54,10 @@ type Config struct {
 	// SniffMaxBytes caps how many bytes are buffered while identifying a
 	// protocol. Default [DefaultSniffMaxBytes]; must be in [1024, 1048576].
 	SniffMaxBytes int `koanf:"sniff_max_bytes"`
+
+	// HandshakeTimeout bounds the TLS handshake of routes that terminate
+	// TLS. Default [DefaultHandshakeTimeout]; must be > 0.
+	HandshakeTimeout time.Duration `koanf:"handshake_timeout"`
 
 	// DialTimeout bounds connecting to a backend. Routes may override it.
 	// Default [DefaultDialTimeout]; must be > 0.
@@ -63,6 +75,15 @@ type Config struct {
 	// Log configures logging.
 	Log Log `koanf:"log"`
 
+	// Admin configures the admin listener.
+	Admin Admin `koanf:"admin"`
+
+	// TLS configures the certificates of routes that terminate TLS.
+	TLS TLS `koanf:"tls"`
+
+	// HTTP holds the defaults of the HTTP reverse proxy (L7 routes).
+	HTTP HTTP `koanf:"http"`
+
 	// Routes are tried in order; the first route whose Match accepts a
 	// connection gets it. At least one route is required.
 	Routes []Route `koanf:"routes"`
@@ -77,93 +98,13 @@ type Log struct {
 	Format string `koanf:"format"`
 }
 
-// Route sends connections accepted by Match to the target To.
-type Route struct {
-	// Name identifies the route in logs. Required and unique across
-	// routes; it matches [a-z0-9][a-z0-9_.-]*.
-	Name string `koanf:"name"`
-
-	// Match selects the connections this route handles.
-	Match Match `koanf:"match"`
-
-	// To is the target: a host:port with a numeric port in 1-65535, or one
-	// of the builtin targets BuiltinDemo and BuiltinEcho. Required.
-	To string `koanf:"to"`
-
-	// TLS is "" or TLSPassthrough, and may be set only when
-	// Match.Protocol is ProtocolTLS. The empty string means passthrough:
-	// the encrypted stream is forwarded untouched.
-	TLS string `koanf:"tls"`
-
-	// DialTimeout overrides Config.DialTimeout for this route when not
-	// nil. Must be > 0.
-	DialTimeout *time.Duration `koanf:"dial_timeout"`
-
-	// IdleTimeout overrides Config.IdleTimeout for this route when not
-	// nil. Zero disables it. Must be >= 0.
-	IdleTimeout *time.Duration `koanf:"idle_timeout"`
+// Admin configures the admin listener.
+type Admin struct {
+	// Listen is the host:port of the admin listener, default
+	// [DefaultAdminListen]. The empty string disables it. It must differ
+	// from every Listen entry and from HTTPListen.
+	Listen string `koanf:"listen"`
 }
-
-// Match selects connections. All non-empty fields must match. Within a list,
-// any element may match.
-type Match struct {
-	// Protocol is the sniffed protocol: one of the Protocol constants.
-	// Required.
-	Protocol string `koanf:"protocol"`
-
-	// SNI lists TLS server names: exact DNS names or "*.example.com",
-	// where "*" stands for exactly one leading label. Only with
-	// ProtocolTLS. Lowercased by Load and Parse.
-	SNI []string `koanf:"sni"`
-
-	// ALPN lists TLS application protocols offered by the client, such as
-	// "h2". Only with ProtocolTLS. Entries are non-empty.
-	ALPN []string `koanf:"alpn"`
-
-	// Host lists HTTP Host header values without a port: exact names or
-	// "*.example.com". Only with ProtocolHTTP. Lowercased by Load and
-	// Parse.
-	Host []string `koanf:"host"`
-
-	// Source lists client networks: CIDRs such as "10.0.0.0/8" or bare IPs
-	// such as "192.0.2.7". Use ParseSource to turn entries into prefixes.
-	Source []string `koanf:"source"`
-}
-
-// Protocol values for Match.Protocol.
-const (
-	// ProtocolTLS matches a TLS ClientHello.
-	ProtocolTLS = "tls"
-	// ProtocolHTTP matches an HTTP/1.x request line or the HTTP/2
-	// prior-knowledge (h2c) connection preface.
-	ProtocolHTTP = "http"
-	// ProtocolSSH matches an SSH version banner.
-	ProtocolSSH = "ssh"
-	// ProtocolFTP matches a client that sent nothing within SniffTimeout,
-	// like ProtocolSilent, and marks the target as an FTP server.
-	ProtocolFTP = "ftp"
-	// ProtocolSilent matches a client that sent nothing within
-	// SniffTimeout (server-first protocols).
-	ProtocolSilent = "silent"
-	// ProtocolUnknown matches bytes that matched no other protocol: the
-	// fallback.
-	ProtocolUnknown = "unknown"
-	// ProtocolAny matches every connection.
-	ProtocolAny = "any"
-)
-
-// Builtin targets for Route.To, served in-process instead of dialed. What
-// they serve is defined by cmd/portmux, not by this package.
-const (
-	// BuiltinDemo is a builtin web page, for HTTP routes, that shows how
-	// portmux classified the request.
-	BuiltinDemo = "builtin:demo"
-	// BuiltinEcho is a builtin target that echoes bytes back.
-	BuiltinEcho = "builtin:echo"
-)
-
-// TLSPassthrough is the Route.TLS mode that forwards TLS untouched.
-const TLSPassthrough = "passthrough"
 
 // Defaults applied by Load and Parse to keys that are absent or null.
 const (
@@ -173,6 +114,8 @@ const (
 	DefaultSniffTimeout = time.Second
 	// DefaultSniffMaxBytes is the default of sniff_max_bytes.
 	DefaultSniffMaxBytes = 65536
+	// DefaultHandshakeTimeout is the default of handshake_timeout.
+	DefaultHandshakeTimeout = 10 * time.Second
 	// DefaultDialTimeout is the default of dial_timeout.
 	DefaultDialTimeout = 5 * time.Second
 	// DefaultIdleTimeout is the default of idle_timeout.
@@ -183,6 +126,19 @@ const (
 	DefaultLogLevel = "info"
 	// DefaultLogFormat is the default of log.format.
 	DefaultLogFormat = "json"
+	// DefaultAdminListen is the default of admin.listen: loopback only.
+	DefaultAdminListen = "127.0.0.1:9090"
+	// DefaultCA is the default of tls.ca.
+	DefaultCA = CAInternal
+	// DefaultMaxHeaderBytes is the default of http.max_header_bytes.
+	DefaultMaxHeaderBytes = 1 << 20
+	// DefaultReadHeaderTimeout is the default of http.read_header_timeout.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultHTTPIdleTimeout is the default of http.idle_timeout.
+	DefaultHTTPIdleTimeout = time.Minute
+	// DefaultResponseHeaderTimeout is the default of
+	// http.response_header_timeout.
+	DefaultResponseHeaderTimeout = time.Minute
 )
 
 // Limits checked by Validate.
@@ -193,21 +149,42 @@ const (
 	MinSniffMaxBytes = 1024
 	// MaxSniffMaxBytes is the largest allowed sniff_max_bytes.
 	MaxSniffMaxBytes = 1 << 20
+	// MinMaxHeaderBytes is the smallest allowed http.max_header_bytes.
+	MinMaxHeaderBytes = 4096
+	// MaxMaxHeaderBytes is the largest allowed http.max_header_bytes.
+	MaxMaxHeaderBytes = 16 << 20
 )
 
 // defaults returns the default layer as a nested map with YAML key names.
-// It is the only place defaults are spelled out as configuration.
+// It is the only place defaults of always-present keys are spelled out as
+// configuration; the defaults of optional sections, which apply only when
+// the section is written, are in sectionDefaults.
 func defaults() map[string]any {
 	return map[string]any{
-		"listen":          []any{DefaultListen},
-		"sniff_timeout":   DefaultSniffTimeout,
-		"sniff_max_bytes": DefaultSniffMaxBytes,
-		"dial_timeout":    DefaultDialTimeout,
-		"idle_timeout":    DefaultIdleTimeout,
-		"shutdown_grace":  DefaultShutdownGrace,
+		"listen":            []any{DefaultListen},
+		"http_listen":       "",
+		"sniff_timeout":     DefaultSniffTimeout,
+		"sniff_max_bytes":   DefaultSniffMaxBytes,
+		"handshake_timeout": DefaultHandshakeTimeout,
+		"dial_timeout":      DefaultDialTimeout,
+		"idle_timeout":      DefaultIdleTimeout,
+		"shutdown_grace":    DefaultShutdownGrace,
 		"log": map[string]any{
 			"level":  DefaultLogLevel,
 			"format": DefaultLogFormat,
+		},
+		"admin": map[string]any{
+			"listen": DefaultAdminListen,
+		},
+		"tls": map[string]any{
+			"ca":          DefaultCA,
+			"agree_terms": false,
+		},
+		"http": map[string]any{
+			"max_header_bytes":        DefaultMaxHeaderBytes,
+			"read_header_timeout":     DefaultReadHeaderTimeout,
+			"idle_timeout":            DefaultHTTPIdleTimeout,
+			"response_header_timeout": DefaultResponseHeaderTimeout,
 		},
 	}
 }

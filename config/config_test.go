@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/knadh/koanf/providers/file"
 )
 
 // noEnv is an empty environment, so that tests do not depend on the
@@ -40,6 +38,8 @@ routes:
 
 func dur(d time.Duration) *time.Duration { return &d }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := parse(minimal)
@@ -47,13 +47,22 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Listen:        []string{":8443"},
-		SniffTimeout:  time.Second,
-		SniffMaxBytes: 65536,
-		DialTimeout:   5 * time.Second,
-		IdleTimeout:   time.Hour,
-		ShutdownGrace: 30 * time.Second,
-		Log:           Log{Level: "info", Format: "json"},
+		Listen:           []string{":8443"},
+		SniffTimeout:     time.Second,
+		SniffMaxBytes:    65536,
+		HandshakeTimeout: 10 * time.Second,
+		DialTimeout:      5 * time.Second,
+		IdleTimeout:      time.Hour,
+		ShutdownGrace:    30 * time.Second,
+		Log:              Log{Level: "info", Format: "json"},
+		Admin:            Admin{Listen: "127.0.0.1:9090"},
+		TLS:              TLS{CA: "internal"},
+		HTTP: HTTP{
+			MaxHeaderBytes:        1 << 20,
+			ReadHeaderTimeout:     10 * time.Second,
+			IdleTimeout:           time.Minute,
+			ResponseHeaderTimeout: time.Minute,
+		},
 		Routes: []Route{{
 			Name:  "echo",
 			Match: Match{Protocol: ProtocolAny},
@@ -63,53 +72,13 @@ func TestDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v; want %+v", c, want)
 	}
-}
-
-func TestFullFile(t *testing.T) {
-	t.Parallel()
-	const path = "testdata/full.yaml"
-	c, err := load(file.Provider(path), path, noEnv)
-	if err != nil {
-		t.Fatal(err)
+	r := c.Routes[0]
+	if r.IsHTTP() || r.Terminates() || !r.PreservesHost() || c.TLS.OnDemand.Enabled() || c.TLS.ACME() {
+		t.Errorf("got IsHTTP %v, Terminates %v, PreservesHost %v, OnDemand.Enabled %v, ACME %v; want false, false, true, false, false",
+			r.IsHTTP(), r.Terminates(), r.PreservesHost(), c.TLS.OnDemand.Enabled(), c.TLS.ACME())
 	}
-	want := &Config{
-		Listen:        []string{":443", "[::1]:8443", "localhost:9443"},
-		SniffTimeout:  2 * time.Second,
-		SniffMaxBytes: 4096,
-		DialTimeout:   3 * time.Second,
-		IdleTimeout:   0,
-		ShutdownGrace: 10 * time.Second,
-		Log:           Log{Level: "debug", Format: "console"},
-		Routes: []Route{
-			{
-				Name: "web-tls",
-				Match: Match{
-					Protocol: ProtocolTLS,
-					SNI:      []string{"example.com", "*.example.com"},
-					ALPN:     []string{"h2", "http/1.1"},
-					Source:   []string{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7"},
-				},
-				To:          "127.0.0.1:8443",
-				TLS:         TLSPassthrough,
-				DialTimeout: dur(time.Second),
-				IdleTimeout: dur(5 * time.Minute),
-			},
-			{
-				Name:  "web",
-				Match: Match{Protocol: ProtocolHTTP, Host: []string{"www.example.com", "*.example.org"}},
-				To:    "[::1]:8080",
-			},
-			{Name: "ssh", Match: Match{Protocol: ProtocolSSH}, To: "backend.internal:22", IdleTimeout: dur(0)},
-			{Name: "ftp", Match: Match{Protocol: ProtocolFTP}, To: "10.1.2.3:21"},
-			{Name: "demo", Match: Match{Protocol: ProtocolUnknown}, To: BuiltinDemo},
-			{Name: "echo_1.x", Match: Match{Protocol: ProtocolAny}, To: BuiltinEcho},
-		},
-	}
-	if !reflect.DeepEqual(c, want) {
-		t.Errorf("got %+v\nwant %+v", c, want)
-	}
-	if err := c.Validate(); err != nil {
-		t.Errorf("Validate of a loaded config: %v", err)
+	if got, want := r.PassiveHealth(), (PassiveHealth{MaxFails: 3, Cooldown: 10 * time.Second}); got != want {
+		t.Errorf("got %+v; want %+v", got, want)
 	}
 }
 
@@ -147,6 +116,29 @@ func TestShapes(t *testing.T) {
 			doc:  minimal + "    dial_timeout:\n",
 			check: func(c *Config) (string, string) {
 				return fmt.Sprint(c.Routes[0].DialTimeout == nil), "true"
+			},
+		},
+		{
+			name: "single string upstreams",
+			doc:  "routes: [{name: r, match: {protocol: http}, upstreams: 'http://a:1'}]\n",
+			check: func(c *Config) (string, string) {
+				return fmt.Sprint(c.Routes[0].Upstreams, c.Routes[0].IsHTTP()), "[http://a:1] true"
+			},
+		},
+		{
+			name: "null optional sections stay off",
+			doc: "tls:\n  on_demand:\nroutes: [{name: r, match: {protocol: http}, to: 'http://a'," +
+				" health_check: null, passive_health: ~}]\n",
+			check: func(c *Config) (string, string) {
+				r := c.Routes[0]
+				return fmt.Sprint(c.TLS.OnDemand.Enabled(), r.HealthCheck == nil, r.Passive == nil), "false true true"
+			},
+		},
+		{
+			name: "empty string disables admin",
+			doc:  "admin: {listen: ''}\n" + minimal,
+			check: func(c *Config) (string, string) {
+				return fmt.Sprintf("%q", c.Admin.Listen), `""`
 			},
 		},
 		{
@@ -231,3 +223,6 @@ func TestParseSource(t *testing.T) {
 		})
 	}
 }
+
+// sprintf is fmt.Sprintf, for tables that hold formats.
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

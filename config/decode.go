@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
-	"github.com/knadh/koanf/v2"
 )
 
 var (
@@ -20,25 +19,27 @@ var (
 // durationWant starts the message for a value that is not a duration.
 const durationWant = `want a duration such as "1s" or "500ms"`
 
-// decode unmarshals the merged layers in k into a new Config, strictly:
-// unknown keys, keys in the wrong case and values of the wrong type are
-// recorded in p.
-func decode(k *koanf.Koanf, p *problems) *Config {
+// decode unmarshals raw, the merged layers with section defaults filled in,
+// into a new Config, strictly: unknown keys, keys in the wrong case and
+// values of the wrong type are recorded in p.
+func decode(raw map[string]any, p *problems) *Config {
 	var c Config
-	err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{
-		Tag: "koanf",
-		DecoderConfig: &mapstructure.DecoderConfig{
-			DecodeHook: mapstructure.ComposeDecodeHookFunc(
-				mapstructure.TextUnmarshallerHookFunc(),
-				strictHook,
-			),
-			ErrorUnused:      true,
-			WeaklyTypedInput: false,
-			// The default matches keys case-insensitively; "Listen"
-			// must be reported, not accepted.
-			MatchName: func(key, field string) bool { return key == field },
-		},
+	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.TextUnmarshallerHookFunc(),
+			strictHook,
+		),
+		ErrorUnused:      true,
+		WeaklyTypedInput: false,
+		// The default matches keys case-insensitively; "Listen" must be
+		// reported, not accepted.
+		MatchName: func(key, field string) bool { return key == field },
+		TagName:   "koanf",
+		Result:    &c,
 	})
+	if err == nil {
+		err = d.Decode(raw)
+	}
 	if err != nil {
 		translate(err, p)
 	}
@@ -74,8 +75,12 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 		if from.Kind() != reflect.String {
 			return nil, fmt.Errorf("want a string, got %s", describe(data))
 		}
-	case to.Kind() == reflect.Int:
-		return toInt(data)
+	case to.Kind() == reflect.Int, to.Kind() == reflect.Int64:
+		return toInt(data, to)
+	case to.Kind() == reflect.Bool:
+		if from.Kind() != reflect.Bool {
+			return nil, fmt.Errorf("want true or false, got %s", describe(data))
+		}
 	case to.Kind() == reflect.Slice:
 		if from.Kind() == reflect.String && to.Elem().Kind() == reflect.String {
 			return []string{reflect.ValueOf(data).String()}, nil
@@ -91,20 +96,25 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
-// toInt returns data as an int if it is a whole number that fits.
-func toInt(data any) (any, error) {
+// toInt returns data as a value of type to (int or int64) if it is a whole
+// number that fits. mapstructure itself would truncate 1.5 to 1.
+func toInt(data any, to reflect.Type) (any, error) {
+	lo, hi := int64(math.MinInt), int64(math.MaxInt)
+	if to.Kind() == reflect.Int64 {
+		lo, hi = math.MinInt64, math.MaxInt64
+	}
 	v := reflect.ValueOf(data)
+	n, ok := int64(0), false
 	switch v.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if v.Int() >= math.MinInt && v.Int() <= math.MaxInt {
-			return int(v.Int()), nil
-		}
+		n, ok = v.Int(), v.Int() >= lo && v.Int() <= hi
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		if v.Uint() <= math.MaxInt {
-			return int(v.Uint()), nil
-		}
+		n, ok = int64(v.Uint()), v.Uint() <= uint64(hi)
 	}
-	return nil, fmt.Errorf("want an integer, got %s", describe(data))
+	if !ok {
+		return nil, fmt.Errorf("want an integer, got %s", describe(data))
+	}
+	return reflect.ValueOf(n).Convert(to).Interface(), nil
 }
 
 // describe renders a decoded YAML value for an error message.

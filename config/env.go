@@ -24,8 +24,9 @@ const (
 // EnvPrefix name a key: the prefix is stripped, the rest lowercased, and "__"
 // separates nesting levels (PORTMUX_LOG__LEVEL sets log.level). Values are
 // converted to the key's type here, so that a bad value is reported with the
-// variable's name. Lists (listen) are comma-separated. An empty value is
-// ignored, as if the variable were unset.
+// variable's name. Lists (listen, http.trusted_proxies) are comma-separated;
+// booleans are read by strconv.ParseBool. An empty value is ignored, as if
+// the variable were unset.
 type envLayer struct {
 	environ func() []string   // source of "NAME=value" pairs
 	set     map[string]string // config key -> variable that set it
@@ -78,6 +79,12 @@ func (l *envLayer) transform(name, value string) (string, any) {
 			return fail("want an integer, got %q", value)
 		}
 		v = n
+	case typ.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return fail("want true or false, got %q", value)
+		}
+		v = b
 	case typ.Kind() == reflect.Slice:
 		parts := strings.Split(value, ",")
 		for i := range parts {
@@ -94,19 +101,29 @@ func (l *envLayer) transform(name, value string) (string, any) {
 
 // unknownEnvKey explains why key cannot be set from the environment.
 func unknownEnvKey(key string) string {
-	top, _, nested := strings.Cut(key, ".")
-	if f, ok := fieldByKey(configType, top); ok {
+	t, path := configType, ""
+walk:
+	for part := range strings.SplitSeq(key, ".") {
+		f, ok := fieldByKey(t, part)
+		if !ok {
+			break
+		}
+		path += part
 		switch {
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-			return fmt.Sprintf("%q cannot be set from the environment", top)
-		case f.Type.Kind() == reflect.Struct && !nested:
-			return fmt.Sprintf("%q is a section: set one of its keys, such as %s%s__%s",
-				top, EnvPrefix, strings.ToUpper(top), strings.ToUpper(tagOf(f.Type.Field(0))))
+			return fmt.Sprintf("%q cannot be set from the environment", path)
+		case f.Type.Kind() != reflect.Struct:
+			break walk
+		case path == key:
+			example := strings.ToUpper(strings.ReplaceAll(path+"."+tagOf(f.Type.Field(0)), ".", "__"))
+			return fmt.Sprintf("%q is a section: set one of its keys, such as %s%s", path, EnvPrefix, example)
 		}
+		t, path = f.Type, path+"."
 	}
 	msg := fmt.Sprintf("unknown key %q", key)
+	flat := strings.ReplaceAll(key, ".", "_")
 	for known := range envKeys() {
-		if strings.Contains(known, ".") && strings.ReplaceAll(known, ".", "_") == key {
+		if strings.Contains(known, ".") && strings.ReplaceAll(known, ".", "_") == flat {
 			msg += fmt.Sprintf(` (use "__" between levels: %s%s)`,
 				EnvPrefix, strings.ToUpper(strings.ReplaceAll(known, ".", "__")))
 		}

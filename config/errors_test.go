@@ -105,7 +105,7 @@ func TestProblems(t *testing.T) {
 		{"unknown builtin", withRoutes("", "{name: r, match: {protocol: any}, to: 'builtin:ftp'}"),
 			`config: routes[0].to: unknown builtin target "builtin:ftp" (want builtin:demo or builtin:echo)`},
 		{"missing target", withRoutes("", route, route, "{name: c, match: {protocol: any}}"),
-			`config: routes[2].to: missing target`},
+			`config: routes[2].to: missing target (set to or upstreams)`},
 
 		// Names.
 		{"missing name", withRoutes("", "{match: {protocol: any}, to: builtin:echo}"),
@@ -149,8 +149,8 @@ func TestProblems(t *testing.T) {
 		// TLS mode.
 		{"tls on non-tls route", withRoutes("", "{name: r, match: {protocol: http}, to: builtin:echo, tls: passthrough}"),
 			`config: routes[0].tls: only allowed with protocol tls`},
-		{"unknown tls mode", withRoutes("", "{name: r, match: {protocol: tls}, to: builtin:echo, tls: terminate}"),
-			`config: routes[0].tls: unknown tls mode "terminate" (want "passthrough")`},
+		{"unknown tls mode", withRoutes("", "{name: r, match: {protocol: tls}, to: builtin:echo, tls: reencrypt}"),
+			`config: routes[0].tls: unknown tls mode "reencrypt" (want passthrough or terminate)`},
 
 		// Routes.
 		{"no routes", "listen: [':443']\n", `config: routes: at least one route required`},
@@ -192,7 +192,7 @@ func TestProblemsTogether(t *testing.T) {
 		`config: listen[0]: invalid address "1.2.3.4:99999": port out of range`,
 		`config: routes[0].match.sni: only allowed with protocol tls`,
 		`config: routes[1].name: duplicate name "web" (first used by routes[0])`,
-		`config: routes[1].to: missing target`,
+		`config: routes[1].to: missing target (set to or upstreams)`,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q; want %q", got, want)

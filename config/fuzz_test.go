@@ -28,6 +28,13 @@ func FuzzParse(f *testing.F) {
 	// YAML that does not parse, and a document that is a list.
 	f.Add([]byte("a: [\n"))
 	f.Add([]byte("- a\n- b\n"))
+	// HTTP targets, modes and the sections of HTTP routes, with defaults to
+	// fill and sections of the wrong type.
+	f.Add([]byte("routes: [{name: a, match: {protocol: http, path: [/a]}, upstreams: ['http://x', 'y:1'], mode: tcp, health_check: {path: /}, passive_health: 3}]\n"))
+	// A terminating route with nested routes nested again, and on-demand TLS.
+	f.Add([]byte("tls: {ca: letsencrypt, on_demand: {}}\nroutes: [{name: t, match: {protocol: tls, sni: ['*.a']}, tls: terminate, routes: [{name: t, tls: terminate, routes: [{}]}]}]\n"))
+	// A file path for Validate to read.
+	f.Add([]byte("tls: {trusted_roots: /dev/null, storage: rel, email: '@'}\nhttp: {trusted_proxies: x}\nroutes: [{name: a, match: {protocol: any}, to: builtin:echo}]\n"))
 	// Strings with newlines and quotes in values and keys.
 	f.Add([]byte("\"a\\nb\": 1\nroutes: [{name: \"x\\ny\", to: \"\\\"\"}]\n"))
 

@@ -63,26 +63,15 @@ func load(src koanf.Provider, name string, environ func() []string) (*Config, er
 		return nil, p.err(nil)
 	}
 
-	c := decode(k, &p)
+	raw := k.Raw()
+	sectionDefaults(raw)
+	c := decode(raw, &p)
 	c.normalize()
 	c.validate(&p)
 	if err := p.err(el.set); err != nil {
 		return nil, err
 	}
 	return c, nil
-}
-
-// normalize lowercases the names that are matched case-insensitively.
-func (c *Config) normalize() {
-	for i := range c.Routes {
-		m := &c.Routes[i].Match
-		for j := range m.SNI {
-			m.SNI[j] = strings.ToLower(m.SNI[j])
-		}
-		for j := range m.Host {
-			m.Host[j] = strings.ToLower(m.Host[j])
-		}
-	}
 }
 
 // bytesProvider is a koanf.Provider of an in-memory document.

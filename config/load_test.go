@@ -69,7 +69,7 @@ func TestLoad(t *testing.T) {
 		path := write("typo.yaml", withRoutes("", "{name: r, match: {protocol: any}, backnd: 'x:1'}"))
 		_, err := load(file.Provider(path), path, noEnv)
 		got := problemsOf(t, err)
-		want := []string{`config: routes[0]: unknown key "backnd"`, `config: routes[0].to: missing target`}
+		want := []string{`config: routes[0]: unknown key "backnd"`, `config: routes[0].to: missing target (set to or upstreams)`}
 		if !slices.Equal(got, want) {
 			t.Errorf("got %q; want %q", got, want)
 		}

@@ -156,3 +156,18 @@ func digits(s string) bool {
 	}
 	return s != ""
 }
+
+// checkCertName checks a name a certificate is for, such as tls.default_sni:
+// a DNS name without wildcard, or an IP address.
+func checkCertName(name string) error {
+	if strings.HasPrefix(name, "*") {
+		return errors.New("wildcards are not allowed")
+	}
+	if a, err := netip.ParseAddr(name); err == nil {
+		if a.Zone() != "" {
+			return errors.New("IPv6 zones are not allowed")
+		}
+		return nil
+	}
+	return checkDNSName(name)
+}

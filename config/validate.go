@@ -8,15 +8,16 @@ import (
 )
 
 var (
-	protocols  = []string{ProtocolTLS, ProtocolHTTP, ProtocolSSH, ProtocolFTP, ProtocolSilent, ProtocolUnknown, ProtocolAny}
-	builtins   = []string{BuiltinDemo, BuiltinEcho}
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"json", "console"}
 )
 
 // Validate checks every constraint of c and returns an *Error listing all
-// problems, or nil. It does not modify c. SNI and Host entries are checked
-// case-insensitively; Load and Parse store them lowercased.
+// problems, or nil. It does not modify c; it reads the file named by
+// tls.trusted_roots. SNI and Host entries are checked case-insensitively;
+// Load and Parse store them lowercased. The defaults of optional sections
+// (health_check, passive_health, tls.on_demand) are filled in by Load and
+// Parse only: a Config built in code must spell them out.
 func (c *Config) Validate() error {
 	var p problems
 	c.validate(&p)
@@ -28,16 +29,15 @@ func (c *Config) validate(p *problems) {
 	if len(c.Listen) == 0 {
 		p.add("listen", "at least one address required")
 	}
-	seen := map[string]int{}
+	addrs := map[string]string{} // address -> path of its first use
 	for i, addr := range c.Listen {
-		path := fmt.Sprintf("listen[%d]", i)
-		if err := checkHostPort(addr, 0); err != nil {
-			p.add(path, "invalid address %q: %v", addr, err)
-		} else if first, dup := seen[addr]; dup {
-			p.add(path, "duplicate address %q (first used by listen[%d])", addr, first)
-		} else {
-			seen[addr] = i
-		}
+		checkListen(p, fmt.Sprintf("listen[%d]", i), addr, addrs)
+	}
+	if c.HTTPListen != "" {
+		checkListen(p, "http_listen", c.HTTPListen, addrs)
+	}
+	if c.Admin.Listen != "" {
+		checkListen(p, "admin.listen", c.Admin.Listen, addrs)
 	}
 
 	checkDuration(p, "sniff_timeout", c.SniffTimeout, 1, MaxSniffTimeout)
@@ -45,114 +45,51 @@ func (c *Config) validate(p *problems) {
 		p.add("sniff_max_bytes", "must be between %d and %d, got %d",
 			MinSniffMaxBytes, MaxSniffMaxBytes, c.SniffMaxBytes)
 	}
+	checkDuration(p, "handshake_timeout", c.HandshakeTimeout, 1, 0)
 	checkDuration(p, "dial_timeout", c.DialTimeout, 1, 0)
 	checkDuration(p, "idle_timeout", c.IdleTimeout, 0, 0)
 	checkDuration(p, "shutdown_grace", c.ShutdownGrace, 0, 0)
 	checkOneOf(p, "log.level", "level", c.Log.Level, logLevels)
 	checkOneOf(p, "log.format", "format", c.Log.Format, logFormats)
+	c.TLS.validate(p, slices.ContainsFunc(c.Routes, Route.Terminates))
+	c.HTTP.validate(p)
 
 	if len(c.Routes) == 0 {
 		p.add("routes", "at least one route required")
 	}
-	names := map[string]int{}
+	v := &routeCheck{tls: &c.TLS, names: map[string]string{}}
 	for i := range c.Routes {
-		path := fmt.Sprintf("routes[%d]", i)
-		r := &c.Routes[i]
-		if first, dup := names[r.Name]; dup && r.Name != "" {
-			p.add(path+".name", "duplicate name %q (first used by routes[%d])", r.Name, first)
-		} else if !dup {
-			names[r.Name] = i
-		}
-		r.validate(p, path)
+		v.route(p, &c.Routes[i], fmt.Sprintf("routes[%d]", i), false)
 	}
 }
 
-// validate records the problems of the route at path in p.
-func (r *Route) validate(p *problems, path string) {
-	switch {
-	case r.Name == "":
-		p.add(path+".name", "missing name")
-	case !validName(r.Name):
-		p.add(path+".name", `invalid name %q: want lowercase letters, digits, "_", "." or "-", starting with a letter or digit`, r.Name)
+// checkListen records a problem if addr, the listen address at path, is
+// invalid or already used. seen maps addresses to the path of their first
+// use.
+func checkListen(p *problems, path, addr string, seen map[string]string) {
+	if err := checkHostPort(addr, 0); err != nil {
+		p.add(path, "invalid address %q: %v", addr, err)
+	} else if first, dup := seen[addr]; dup {
+		p.add(path, "duplicate address %q (first used by %s)", addr, first)
+	} else {
+		seen[addr] = path
 	}
-
-	switch {
-	case r.To == "":
-		p.add(path+".to", "missing target")
-	case strings.HasPrefix(r.To, "builtin:"):
-		if !slices.Contains(builtins, r.To) {
-			p.add(path+".to", "unknown builtin target %q (want %s)", r.To, list(builtins, "or"))
-		}
-	default:
-		if err := checkHostPort(r.To, 1); err != nil {
-			p.add(path+".to", "invalid address %q: %v", r.To, err)
-		}
-	}
-
-	isTLS := r.Match.Protocol == ProtocolTLS
-	switch r.TLS {
-	case "", TLSPassthrough:
-		if r.TLS != "" && !isTLS {
-			p.add(path+".tls", "only allowed with protocol tls")
-		}
-	default:
-		p.add(path+".tls", "unknown tls mode %q (want %q)", r.TLS, TLSPassthrough)
-	}
-	if r.DialTimeout != nil {
-		checkDuration(p, path+".dial_timeout", *r.DialTimeout, 1, 0)
-	}
-	if r.IdleTimeout != nil {
-		checkDuration(p, path+".idle_timeout", *r.IdleTimeout, 0, 0)
-	}
-	r.Match.validate(p, path+".match")
 }
 
-// validate records the problems of the match at path in p.
-func (m *Match) validate(p *problems, path string) {
-	switch {
-	case m.Protocol == "":
-		p.add(path+".protocol", "missing protocol (want %s)", list(protocols, "or"))
-	case !slices.Contains(protocols, m.Protocol):
-		p.add(path+".protocol", "unknown protocol %q (want %s)", m.Protocol, list(protocols, "or"))
-	}
-	known := m.Protocol == "" || slices.Contains(protocols, m.Protocol)
-	only := func(key string, n int, protocol string) bool {
-		if n > 0 && known && m.Protocol != protocol {
-			p.add(path+"."+key, "only allowed with protocol %s", protocol)
-			return false
-		}
-		return true
-	}
-
-	if only("sni", len(m.SNI), ProtocolTLS) {
-		for i, name := range m.SNI {
-			if err := checkDNSName(name); err != nil {
-				p.add(fmt.Sprintf("%s.sni[%d]", path, i), "invalid name %q: %v", name, err)
-			}
-		}
-	}
-	if only("alpn", len(m.ALPN), ProtocolTLS) {
-		for i, proto := range m.ALPN {
-			switch {
-			case proto == "":
-				p.add(fmt.Sprintf("%s.alpn[%d]", path, i), "empty protocol name")
-			case len(proto) > 255:
-				p.add(fmt.Sprintf("%s.alpn[%d]", path, i), "protocol name longer than 255 bytes")
-			}
-		}
-	}
-	if only("host", len(m.Host), ProtocolHTTP) {
-		for i, host := range m.Host {
-			if err := checkDNSName(host); err != nil {
-				p.add(fmt.Sprintf("%s.host[%d]", path, i), "invalid host %q: %v", host, err)
-			}
-		}
-	}
-	for i, src := range m.Source {
+// validate records the problems of the http section in p.
+func (h *HTTP) validate(p *problems) {
+	for i, src := range h.TrustedProxies {
 		if _, err := ParseSource(src); err != nil {
-			p.add(fmt.Sprintf("%s.source[%d]", path, i), "%v", err)
+			p.add(fmt.Sprintf("http.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
+	if h.MaxHeaderBytes < MinMaxHeaderBytes || h.MaxHeaderBytes > MaxMaxHeaderBytes {
+		p.add("http.max_header_bytes", "must be between %d and %d, got %d",
+			MinMaxHeaderBytes, MaxMaxHeaderBytes, h.MaxHeaderBytes)
+	}
+	checkDuration(p, "http.read_header_timeout", h.ReadHeaderTimeout, 1, 0)
+	checkDuration(p, "http.idle_timeout", h.IdleTimeout, 0, 0)
+	checkDuration(p, "http.response_header_timeout", h.ResponseHeaderTimeout, 1, 0)
 }
 
 // checkDuration records a problem if d is below lo or, when hi > 0, above hi.

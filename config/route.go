@@ -1,0 +1,206 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Route sends connections accepted by Match to its target: To, Upstreams
+// or, for a route that terminates TLS, its nested Routes.
+//
+// A route is either a TCP route, which relays bytes to a host:port, or an
+// HTTP (L7) route, which serves requests through the reverse proxy; see Mode
+// and IsHTTP. The keys from Balance on apply to HTTP routes only.
+type Route struct {
+	// Name identifies the route in logs. Required and unique across
+	// routes, nested ones included; it matches [a-z0-9][a-z0-9_.-]*.
+	Name string `koanf:"name"`
+
+	// Match selects the connections this route handles.
+	Match Match `koanf:"match"`
+
+	// To is the target. One of:
+	//   - a host:port with a numeric port in 1-65535 (a TCP target);
+	//   - an http:// or https:// URL with a host, an optional port and
+	//     an optional base path, without query, fragment or user info (an
+	//     HTTP target);
+	//   - BuiltinDemo (an HTTP target) or BuiltinEcho (a TCP target).
+	// To and Upstreams are mutually exclusive and one is required, except
+	// that a route that terminates TLS may have only nested Routes.
+	To string `koanf:"to"`
+
+	// Upstreams lists several HTTP targets, with the same rules as an
+	// http:// To, between which Balance chooses. Mutually exclusive with
+	// To.
+	Upstreams []string `koanf:"upstreams"`
+
+	// Mode is "" (derived from the target), ModeTCP or ModeHTTP. When set,
+	// it must agree with the target. Use IsHTTP for the effective mode.
+	Mode string `koanf:"mode"`
+
+	// TLS is "", TLSPassthrough or TLSTerminate, and may be set only when
+	// Match.Protocol is ProtocolTLS. The empty string means passthrough:
+	// the encrypted stream is forwarded untouched. TLSTerminate is refused
+	// in nested routes.
+	TLS string `koanf:"tls"`
+
+	// RedirectHTTP, only on a route that terminates TLS, redirects plain
+	// HTTP requests whose Host is one of Match.SNI to https.
+	RedirectHTTP bool `koanf:"redirect_http"`
+
+	// Routes, only on a route that terminates TLS, are tried in order on
+	// the decrypted stream; To or Upstreams, if set, take what none of
+	// them matches. Nested routes have the same schema and rules, but may
+	// neither terminate TLS nor have Routes of their own.
+	Routes []Route `koanf:"routes"`
+
+	// DialTimeout overrides Config.DialTimeout for this route when not
+	// nil. Must be > 0.
+	DialTimeout *time.Duration `koanf:"dial_timeout"`
+
+	// IdleTimeout overrides Config.IdleTimeout for this route when not
+	// nil. Zero disables it. Must be >= 0.
+	IdleTimeout *time.Duration `koanf:"idle_timeout"`
+
+	// Balance chooses among Upstreams: "" (which means BalanceRoundRobin),
+	// BalanceRoundRobin, BalanceLeastConn or BalanceIPHash. HTTP routes
+	// only.
+	Balance string `koanf:"balance"`
+
+	// PreserveHost forwards the client's Host header to the upstream when
+	// nil or true; false sends the upstream's host instead. See
+	// PreservesHost. HTTP routes only.
+	PreserveHost *bool `koanf:"preserve_host"`
+
+	// MaxBodyBytes caps the size of request bodies; 0 means no limit.
+	// Must be >= 0. HTTP routes only.
+	MaxBodyBytes int64 `koanf:"max_body_bytes"`
+
+	// ResponseHeaderTimeout overrides HTTP.ResponseHeaderTimeout for this
+	// route when not nil. Must be > 0. HTTP routes only.
+	ResponseHeaderTimeout *time.Duration `koanf:"response_header_timeout"`
+
+	// HealthCheck enables active health checks of the upstreams when not
+	// nil. Load and Parse fill its absent keys with defaults. HTTP routes
+	// only.
+	HealthCheck *HealthCheck `koanf:"health_check"`
+
+	// Passive is the passive_health section as written, or nil. Load and
+	// Parse fill its absent keys with defaults. Use PassiveHealth for the
+	// effective settings. HTTP routes only.
+	Passive *PassiveHealth `koanf:"passive_health"`
+}
+
+// HealthCheck configures active health checks: each upstream is sent
+// GET Path every Interval and is healthy while it answers Status within
+// Timeout.
+type HealthCheck struct {
+	// Path is the request path. Required; starts with "/".
+	Path string `koanf:"path"`
+
+	// Interval is the time between checks of one upstream. Default
+	// [DefaultHealthInterval]; must be > 0.
+	Interval time.Duration `koanf:"interval"`
+
+	// Timeout bounds one check. Default [DefaultHealthTimeout]; must be
+	// > 0 and less than Interval.
+	Timeout time.Duration `koanf:"timeout"`
+
+	// Status is the expected response status. Default
+	// [DefaultHealthStatus]; must be in [100, 599].
+	Status int `koanf:"status"`
+}
+
+// PassiveHealth configures passive health checks: an upstream that fails
+// MaxFails requests in a row is skipped for Cooldown.
+type PassiveHealth struct {
+	// MaxFails is the number of consecutive failures that mark an
+	// upstream down. Default [DefaultMaxFails]; must be >= 1.
+	MaxFails int `koanf:"max_fails"`
+
+	// Cooldown is how long a failed upstream is skipped. Default
+	// [DefaultCooldown]; must be > 0.
+	Cooldown time.Duration `koanf:"cooldown"`
+}
+
+// Mode values for Route.Mode.
+const (
+	// ModeTCP relays the connection's bytes to a host:port.
+	ModeTCP = "tcp"
+	// ModeHTTP serves HTTP requests through the reverse proxy.
+	ModeHTTP = "http"
+)
+
+// TLS modes for Route.TLS.
+const (
+	// TLSPassthrough forwards TLS untouched.
+	TLSPassthrough = "passthrough"
+	// TLSTerminate completes the TLS handshake in portmux, with a
+	// certificate for the names in Match.SNI (see Config.TLS), and routes
+	// the decrypted stream.
+	TLSTerminate = "terminate"
+)
+
+// Balance values for Route.Balance.
+const (
+	// BalanceRoundRobin takes each upstream in turn.
+	BalanceRoundRobin = "round_robin"
+	// BalanceLeastConn takes the upstream with the fewest requests in
+	// flight.
+	BalanceLeastConn = "least_conn"
+	// BalanceIPHash sends a client IP to the same upstream while the set of
+	// healthy upstreams is stable.
+	BalanceIPHash = "ip_hash"
+)
+
+// Defaults of the route sections health_check and passive_health.
+const (
+	// DefaultHealthInterval is the default of health_check.interval.
+	DefaultHealthInterval = 10 * time.Second
+	// DefaultHealthTimeout is the default of health_check.timeout.
+	DefaultHealthTimeout = 2 * time.Second
+	// DefaultHealthStatus is the default of health_check.status.
+	DefaultHealthStatus = 200
+	// DefaultMaxFails is the default of passive_health.max_fails.
+	DefaultMaxFails = 3
+	// DefaultCooldown is the default of passive_health.cooldown.
+	DefaultCooldown = 10 * time.Second
+)
+
+// IsHTTP reports whether r is an HTTP (L7) route: Mode is ModeHTTP, or Mode
+// is empty and the target is an http:// or https:// URL, Upstreams, or
+// BuiltinDemo. Otherwise r relays TCP (or, if it terminates TLS and has no
+// target, only routes to its nested Routes).
+func (r Route) IsHTTP() bool {
+	switch r.Mode {
+	case ModeHTTP:
+		return true
+	case ModeTCP:
+		return false
+	}
+	return len(r.Upstreams) > 0 || r.To == BuiltinDemo || isURL(r.To)
+}
+
+// Terminates reports whether r terminates TLS.
+func (r Route) Terminates() bool { return r.TLS == TLSTerminate }
+
+// PreservesHost reports whether the client's Host header is forwarded:
+// PreserveHost is nil or true.
+func (r Route) PreservesHost() bool { return r.PreserveHost == nil || *r.PreserveHost }
+
+// PassiveHealth returns the effective passive health settings of r: Passive
+// if set, otherwise DefaultMaxFails and DefaultCooldown. Passive health
+// checking is always on for HTTP routes.
+func (r Route) PassiveHealth() PassiveHealth {
+	if r.Passive != nil {
+		return *r.Passive
+	}
+	return PassiveHealth{MaxFails: DefaultMaxFails, Cooldown: DefaultCooldown}
+}
+
+// isURL reports whether s starts with an http:// or https:// scheme, in any
+// case.
+func isURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
+}
