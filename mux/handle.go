@@ -97,6 +97,9 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 			return prefix, OutcomeBadClientHello
 		}
 		info.SNI, info.ALPN = hello.ServerName, hello.ALPN
+		if info.SNI == "" {
+			info.SNI = s.opts.DefaultSNI
+		}
 		return prefix, outcome
 	case HTTP:
 		if isH2Preface(prefix) {

@@ -23,6 +23,10 @@ type Options struct {
 	// MaxSniffBytes bounds the bytes read while sniffing (including a whole
 	// TLS ClientHello or the HTTP headers up to Host). Default 64 KiB.
 	MaxSniffBytes int
+	// DefaultSNI routes a TLS ClientHello without SNI as if it named this
+	// server name (terminating routes then serve its certificate). Empty:
+	// such hellos match only routes without an SNI condition.
+	DefaultSNI string
 	// HandshakeTimeout bounds the TLS handshake of terminated routes.
 	// Default 10s.
 	HandshakeTimeout time.Duration

@@ -35,6 +35,8 @@ type HTTPProxy struct {
 	MaxBodyBytes int64
 	// Logger receives one access log line per request.
 	Logger *zap.Logger
+	// OnRequest, if set, is told about each finished request (metrics).
+	OnRequest func(route string, status int, d time.Duration)
 
 	rp *httputil.ReverseProxy
 }
@@ -171,6 +173,9 @@ func (p *HTTPProxy) logRequest(r *http.Request, st *reqState, rec *recorder, sta
 	status := rec.status
 	if st.status != 0 {
 		status = st.status
+	}
+	if p.OnRequest != nil {
+		p.OnRequest(p.Route, status, time.Since(start))
 	}
 	level := zap.InfoLevel
 	if st.err != nil && status != 499 {

@@ -10,23 +10,7 @@ import (
 
 	"github.com/portmux/portmux/config"
 	"github.com/portmux/portmux/mux"
-	"github.com/portmux/portmux/proxy"
 )
-
-// demoHandler returns the builtin:demo target: an in-process web page that
-// shows how portmux classified the request and the configured routes. All
-// demo routes share one http.Server.
-func (rt *app) demoHandler() mux.Handler {
-	if rt.demo == nil {
-		rt.demo = proxy.NewHTTPServer(http.HandlerFunc(rt.serveDemo), nil)
-	}
-	return mux.HandlerFunc(func(ctx context.Context, c *mux.Conn) mux.Result {
-		s := c.Stream()
-		err := rt.demo.Serve(ctx, s)
-		up, down := s.Counts()
-		return mux.Result{Backend: config.BuiltinDemo, Up: up, Down: down, Err: err, Outcome: outcomeOf(ctx, err)}
-	})
-}
 
 var demoPage = template.Must(template.New("demo").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>portmux</title></head>
@@ -34,7 +18,7 @@ var demoPage = template.Must(template.New("demo").Parse(`<!doctype html>
 <h1>portmux is running</h1>
 <p>This page is served by portmux itself (target <code>builtin:demo</code>): your
 <code>{{.Method}}</code> request from <code>{{.Client}}</code> for host
-<code>{{.Host}}</code> was recognised as HTTP by its first bytes and routed here.
+<code>{{.Host}}</code> arrived as {{.How}}, was recognised by its first bytes and routed here.
 The same port also takes TLS, SSH, FTP and other protocols.</p>
 <h2>Routes (first match wins)</h2>
 <table border="1" cellpadding="4" style="border-collapse: collapse">
@@ -47,12 +31,18 @@ The same port also takes TLS, SSH, FTP and other protocols.</p>
 </body></html>
 `))
 
-func (rt *app) serveDemo(w http.ResponseWriter, r *http.Request) {
+// serveDemo is the builtin:demo target: a page served in-process that shows
+// how portmux saw the request and the routes in use.
+func (a *app) serveDemo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	how := "plain HTTP"
+	if r.TLS != nil {
+		how = "HTTPS (" + r.Proto + ", TLS terminated by portmux for " + r.TLS.ServerName + ")"
+	}
 	demoPage.Execute(w, struct {
-		Method, Client, Host string
-		Routes               []config.Route
-	}{r.Method, r.RemoteAddr, r.Host, rt.cfg.Routes})
+		Method, Client, Host, How string
+		Routes                    []config.Route
+	}{r.Method, r.RemoteAddr, r.Host, how, a.gen.Load().cfg.Routes})
 }
 
 // serveEcho is the builtin:echo target: it sends every byte back, the

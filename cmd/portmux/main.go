@@ -5,6 +5,8 @@
 //
 //	portmux [run] [-c FILE]   serve (without -c: the built-in demo config)
 //	portmux validate -c FILE  check a config file, list every problem
+//	portmux trust [-c FILE]   print the internal CA's root certificate
+//	portmux health [-addr A]  check the admin listener (Docker HEALTHCHECK)
 //	portmux version           print the version
 package main
 
@@ -37,6 +39,10 @@ func runCLI(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stderr)
 	case "validate":
 		return cmdValidate(args, stdout, stderr)
+	case "trust":
+		return cmdTrust(args, stdout, stderr)
+	case "health":
+		return cmdHealth(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "portmux %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -52,6 +58,8 @@ func runCLI(args []string, stdout, stderr io.Writer) int {
 const usage = `Usage:
   portmux [run] [-c FILE]    serve; without -c (and without $PORTMUX_CONFIG) the built-in demo config
   portmux validate -c FILE   check a config file and list every problem
+  portmux trust [-c FILE]    print the internal CA's root certificate (PEM)
+  portmux health [-addr A]   exit 0 if the admin listener's /healthz answers
   portmux version            print the version
 `
 

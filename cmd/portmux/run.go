@@ -1,21 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"os"
 	"os/signal"
-	"sync"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/portmux/portmux/config"
 	"github.com/portmux/portmux/mux"
+	"github.com/portmux/portmux/proxy"
 )
 
 //go:embed default.yaml
@@ -32,6 +34,7 @@ func loadConfig(path string) (*config.Config, error) {
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlagSet("run", stderr)
 	path := configFlag(fs)
+	watch := fs.Bool("watch", false, "reload when the config file changes (polled every 2s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -40,84 +43,76 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	logger, err := newLogger(cfg.Log, stderr)
+	logger, level, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "portmux: %v\n", err)
 		return 1
 	}
 	defer logger.Sync()
+	// certmagic and net/http log a few lines through the standard logger.
+	defer zap.RedirectStdLog(logger.Named("stdlog"))()
 	if *path == "" {
 		logger.Info("no config file given: serving the built-in demo config", zap.String("see", "portmux run -c FILE"))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := serve(ctx, cfg, logger); err != nil {
-		logger.Error("portmux stopped", zap.Error(err))
+	a := newApp(*path, logger, level)
+	cfg, hash, err := a.readConfig()
+	if err != nil {
+		logger.Error("config", zap.Error(err))
 		return 1
 	}
+	if err := a.start(cfg, hash); err != nil {
+		logger.Error("portmux failed to start", zap.Error(err))
+		return 1
+	}
+
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	stopWatch := make(chan struct{})
+	if *watch && *path != "" {
+		go watchFile(*path, a.reload, stopWatch)
+	}
+	for sig := range signals {
+		if sig == syscall.SIGHUP {
+			logger.Info("SIGHUP: reloading config")
+			a.reload() // logged and counted; the old config keeps serving on error
+			continue
+		}
+		break
+	}
+	close(stopWatch)
+	a.shutdown()
 	return 0
 }
 
-// serve runs portmux with cfg until ctx is cancelled, then drains.
-func serve(ctx context.Context, cfg *config.Config, logger *zap.Logger) error {
-	rt := newApp(cfg, logger)
-	table := rt.table(cfg)
-	srv := mux.NewServer(table, mux.Options{
-		SniffTimeout:  cfg.SniffTimeout,
-		MaxSniffBytes: cfg.SniffMaxBytes,
-		Logger:        logger,
-	})
-
-	// Open every listener before serving any, so a bad address fails the
-	// start instead of leaving a half-open set.
-	var lns []net.Listener
-	for _, addr := range cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			return fmt.Errorf("listen %s: %w", addr, err)
+// watchFile calls reload whenever path's content changes. Polling the
+// content (not inotify on the file) also follows a Kubernetes ConfigMap
+// mount, whose files change by a symlink swap in their directory.
+func watchFile(path string, reload func() error, stop <-chan struct{}) {
+	last, _ := os.ReadFile(path)
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
 		}
-		lns = append(lns, ln)
+		b, err := os.ReadFile(path)
+		if err != nil || bytes.Equal(b, last) {
+			continue
+		}
+		last = b
+		reload()
 	}
-	errc := make(chan error, len(lns))
-	var wg sync.WaitGroup
-	for _, ln := range lns {
-		logger.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(table.Routes())))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, mux.ErrServerClosed) {
-				errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
-			}
-		}()
-	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-	}
-	logger.Info("shutting down: draining live connections", zap.Duration("grace", cfg.ShutdownGrace))
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	rt.shutdown(drainCtx)
-	if err := srv.Shutdown(drainCtx); err != nil {
-		logger.Warn("drain grace ended: closed the remaining connections", zap.Error(err))
-	}
-	wg.Wait()
-	rt.close()
-	logger.Info("stopped")
-	return serveErr
 }
 
 // newLogger builds the zap logger: JSON (production) or console
-// (development), at the configured level.
-func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+// (development), at the configured level, which reloads can change.
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	level, err := zap.ParseAtomicLevel(c.Level)
 	if err != nil {
-		return nil, err
+		return nil, level, err
 	}
 	// No sampling: every finished connection gets its one line.
 	var enc zapcore.Encoder
@@ -128,6 +123,31 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 		ec.EncodeTime = zapcore.ISO8601TimeEncoder
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
-	return zap.New(core), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), level, nil
+}
+
+// tcpTarget relays routed connections to a TCP backend.
+type tcpTarget struct{ proxy.TCP }
+
+func (t *tcpTarget) ServeConn(ctx context.Context, c *mux.Conn) mux.Result {
+	st, err := t.Serve(ctx, c.NetConn, c.Prefix)
+	return mux.Result{Backend: t.Addr, Up: st.Up, Down: st.Down, Err: err, Outcome: outcomeOf(ctx, err)}
+}
+
+// outcomeOf labels a handler's error for the connection's log line.
+func outcomeOf(ctx context.Context, err error) string {
+	var dialErr *proxy.DialError
+	switch {
+	case err == nil:
+		return mux.OutcomeOK
+	case errors.As(err, &dialErr):
+		return mux.OutcomeDialFailed
+	case errors.Is(err, proxy.ErrIdleTimeout):
+		return mux.OutcomeIdleTimeout
+	case ctx.Err() != nil:
+		return mux.OutcomeShutdown
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return mux.OutcomeReset
+	}
+	return mux.OutcomeError
 }

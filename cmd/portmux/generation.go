@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/portmux/portmux/config"
+	"github.com/portmux/portmux/mux"
+	"github.com/portmux/portmux/proxy"
+	"github.com/portmux/portmux/tlsutil"
+)
+
+// generation is everything one config builds: the routing table and the
+// handlers, HTTP servers and health checkers behind it. A reload builds a
+// new generation and swaps the table; the old generation keeps serving the
+// connections that started on it and is retired afterwards.
+type generation struct {
+	cfg    *config.Config
+	hash   string
+	table  *mux.Table
+	certs  *tlsutil.Manager // nil when no route terminates TLS
+	plain  http.Handler     // the plain-HTTP router (also http_listen's handler)
+	ctx    context.Context  // ends health checks when retired
+	cancel context.CancelFunc
+
+	servers    []*proxy.HTTPServer
+	transports []*http.Transport
+	app        *app
+}
+
+// buildGeneration compiles cfg. certs is the certificate manager to use
+// (nil if no route terminates TLS).
+func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Manager) *generation {
+	g := &generation{cfg: cfg, hash: hash, certs: certs, app: a}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	var tlsConf *tls.Config
+	if certs != nil {
+		tlsConf = certs.TLSConfig()
+		if cfg.TLS.DefaultSNI != "" {
+			tlsConf = withDefaultSNI(tlsConf, cfg.TLS.DefaultSNI)
+		}
+	}
+	var routes []mux.Route
+	l7 := map[string]http.Handler{}
+	for _, r := range cfg.Routes {
+		if r.Terminates() && r.RedirectHTTP {
+			// First, so that these names' plain requests are redirected
+			// whatever HTTP route follows.
+			routes = append(routes, mux.Route{Name: r.Name + ":redirect",
+				Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}, Host: r.Match.SNI}})
+			l7[r.Name+":redirect"] = http.HandlerFunc(proxy.RedirectHTTPS)
+		}
+	}
+	var plainServer *proxy.HTTPServer
+	plainHandoff := mux.HandlerFunc(func(ctx context.Context, c *mux.Conn) mux.Result {
+		return serveL7(ctx, plainServer, c)
+	})
+	for _, r := range cfg.Routes {
+		route := mux.Route{Name: r.Name, Match: compileMatch(r.Match)}
+		switch {
+		case r.Terminates():
+			route.Terminate = tlsConf
+			route.Inner = g.innerTable(r)
+		case r.IsHTTP():
+			route.Handler = plainHandoff
+			l7[r.Name] = g.httpHandler(r)
+		default:
+			route.Handler = g.tcpHandler(r)
+		}
+		routes = append(routes, route)
+	}
+	if certs != nil {
+		// Plain HTTP must reach the router for ACME HTTP-01 answers even
+		// when no HTTP route is configured: a last, implicit route.
+		routes = append(routes, mux.Route{Name: "acme-http-01", Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}}, Handler: plainHandoff})
+	}
+	g.table = mux.NewTable(routes)
+	var router http.Handler = &httpRouter{table: g.table, handlers: l7, logger: a.logger}
+	if certs != nil {
+		router = certs.HTTPChallengeHandler(router)
+	}
+	g.plain = router
+	plainServer = g.httpServer(router)
+	return g
+}
+
+// innerTable routes the decrypted stream of terminating route r: its
+// nested routes, then its own target (HTTP only for an http:// target; any
+// protocol for a TCP one).
+func (g *generation) innerTable(r config.Route) *mux.Table {
+	var routes []mux.Route
+	l7 := map[string]http.Handler{}
+	var server *proxy.HTTPServer
+	handoff := mux.HandlerFunc(func(ctx context.Context, c *mux.Conn) mux.Result {
+		return serveL7(ctx, server, c)
+	})
+	add := func(r config.Route, m mux.Match) {
+		route := mux.Route{Name: r.Name, Match: m}
+		if r.IsHTTP() {
+			route.Handler = handoff
+			l7[r.Name] = g.httpHandler(r)
+		} else {
+			route.Handler = g.tcpHandler(r)
+		}
+		routes = append(routes, route)
+	}
+	for _, n := range r.Routes {
+		add(n, compileMatch(n.Match))
+	}
+	if r.To != "" || len(r.Upstreams) > 0 {
+		m := mux.Match{}
+		if r.IsHTTP() {
+			m.Protocols = []mux.Protocol{mux.HTTP}
+		}
+		add(r, m)
+	}
+	t := mux.NewTable(routes)
+	server = g.httpServer(&httpRouter{table: t, handlers: l7, logger: g.app.logger})
+	return t
+}
+
+// httpServer starts an in-process HTTP server (HTTP/1.1, h2 over TLS by
+// ALPN, h2c prior knowledge) for one routing table.
+func (g *generation) httpServer(h http.Handler) *proxy.HTTPServer {
+	c := g.cfg.HTTP
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s := proxy.NewHTTPServer(h, &http.Server{
+		MaxHeaderBytes:    c.MaxHeaderBytes,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		Protocols:         &protocols,
+		ErrorLog:          zap.NewStdLog(g.app.logger.Named("http")),
+	})
+	g.servers = append(g.servers, s)
+	return s
+}
+
+// serveL7 hands a routed connection to an in-process HTTP server. With
+// nothing sniffed (ALPN decided), the *tls.Conn goes as is, so the server
+// sees r.TLS and speaks h2; otherwise a Stream replays the sniffed bytes.
+func serveL7(ctx context.Context, s *proxy.HTTPServer, c *mux.Conn) mux.Result {
+	if len(c.Prefix) == 0 {
+		err := s.Serve(ctx, c.NetConn)
+		return mux.Result{Backend: "http", Err: err, Outcome: outcomeOf(ctx, err)}
+	}
+	st := c.Stream()
+	err := s.Serve(ctx, st)
+	up, down := st.Counts()
+	return mux.Result{Backend: "http", Up: up, Down: down, Err: err, Outcome: outcomeOf(ctx, err)}
+}
+
+// httpRouter routes each request of an in-process HTTP server with its
+// table (mux owns all matching) to the route's HTTP handler.
+type httpRouter struct {
+	table    *mux.Table
+	handlers map[string]http.Handler
+	logger   *zap.Logger
+}
+
+func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if route := h.table.LookupRequest(r); route != nil {
+		if hh := h.handlers[route.Name]; hh != nil {
+			hh.ServeHTTP(w, r)
+			return
+		}
+	}
+	proxy.NoRoute(w, r, h.logger)
+}
+
+// httpHandler builds the HTTP handler of an L7 route.
+func (g *generation) httpHandler(r config.Route) http.Handler {
+	if r.To == config.BuiltinDemo {
+		return http.HandlerFunc(g.app.serveDemo)
+	}
+	targets := r.Upstreams
+	if len(targets) == 0 {
+		targets = []string{r.To}
+	}
+	urls := make([]*url.URL, 0, len(targets))
+	for _, t := range targets {
+		u, _ := url.Parse(t) // validated
+		urls = append(urls, u)
+	}
+	balance := proxy.Balance(r.Balance)
+	if balance == "" {
+		balance = proxy.RoundRobin
+	}
+	pool := proxy.NewPool(urls, balance)
+	ph := r.PassiveHealth()
+	pool.MaxFails, pool.Cooldown = ph.MaxFails, ph.Cooldown
+	headerTimeout := g.cfg.HTTP.ResponseHeaderTimeout
+	if r.ResponseHeaderTimeout != nil {
+		headerTimeout = *r.ResponseHeaderTimeout
+	}
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: g.dialTimeout(r), KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: headerTimeout,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	g.transports = append(g.transports, tr)
+	p := proxy.NewHTTPProxy(r.Name, pool, tr, g.app.logger)
+	p.PreserveHost = r.PreservesHost()
+	p.MaxBodyBytes = r.MaxBodyBytes
+	p.TrustedProxies = parseSources(g.cfg.HTTP.TrustedProxies)
+	p.OnRequest = g.app.metrics.request
+	if hc := r.HealthCheck; hc != nil {
+		go pool.RunHealthChecks(g.ctx, proxy.HealthCheck{Path: hc.Path, Interval: hc.Interval, Timeout: hc.Timeout, Status: hc.Status},
+			&http.Client{Transport: tr}, func(u *proxy.Upstream, healthy bool, err error) {
+				g.app.logger.Warn("upstream health changed", zap.String("route", r.Name), zap.String("upstream", u.URL.Host),
+					zap.Bool("healthy", healthy), zap.Error(err))
+			})
+	}
+	return p
+}
+
+func (g *generation) dialTimeout(r config.Route) time.Duration {
+	if r.DialTimeout != nil {
+		return *r.DialTimeout
+	}
+	return g.cfg.DialTimeout
+}
+
+// tcpHandler builds the handler of an L4 route: a TCP relay or builtin:echo.
+func (g *generation) tcpHandler(r config.Route) mux.Handler {
+	if r.To == config.BuiltinEcho {
+		return mux.HandlerFunc(serveEcho)
+	}
+	t := &tcpTarget{proxy.TCP{Addr: r.To, DialTimeout: g.dialTimeout(r), IdleTimeout: g.cfg.IdleTimeout, Pipes: g.app.pipes}}
+	if r.IdleTimeout != nil {
+		t.IdleTimeout = *r.IdleTimeout
+	}
+	return t
+}
+
+// retire releases the generation once no new connection uses it: its HTTP
+// servers stop gracefully (idle keep-alive connections close, requests in
+// flight finish until ctx ends), health checks stop, idle upstream
+// connections close.
+func (g *generation) retire(ctx context.Context) {
+	g.cancel()
+	done := make(chan struct{})
+	for _, s := range g.servers {
+		go func() {
+			s.Shutdown(ctx)
+			done <- struct{}{}
+		}()
+	}
+	for range g.servers {
+		<-done
+	}
+	for _, t := range g.transports {
+		t.CloseIdleConnections()
+	}
+}
+
+// certNames lists the names the config's terminating routes need
+// certificates for.
+func certNames(cfg *config.Config) []string {
+	var names []string
+	for _, r := range cfg.Routes {
+		if r.Terminates() {
+			names = append(names, r.Match.SNI...)
+		}
+	}
+	if cfg.TLS.DefaultSNI != "" {
+		names = append(names, cfg.TLS.DefaultSNI)
+	}
+	return names
+}
+
+// withDefaultSNI serves name's certificate to ClientHellos without SNI.
+func withDefaultSNI(c *tls.Config, name string) *tls.Config {
+	c = c.Clone()
+	get := c.GetCertificate
+	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if hello.ServerName == "" {
+			h := *hello
+			h.ServerName = name
+			return get(&h)
+		}
+		return get(hello)
+	}
+	return c
+}
