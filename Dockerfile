@@ -23,9 +23,14 @@ COPY --from=build --chown=65532:65532 /out/data /data
 COPY --from=build /out/portmux /usr/local/bin/portmux
 COPY deploy/docker.yaml /etc/portmux/portmux.yaml
 USER 65532:65532
+# Certificates and the internal CA live in the volume, so they survive a
+# new container (and are not re-ordered from the CA at every start).
+ENV PORTMUX_TLS__STORAGE=/data/certs
 VOLUME ["/data"]
 # An unprivileged user cannot bind below 1024 without CAP_NET_BIND_SERVICE:
 # publish 8443 as 443 (docker run -p 443:8443).
 EXPOSE 8443
+# No shell or curl in a scratch image: portmux checks its own admin listener.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s CMD ["/usr/local/bin/portmux", "health", "-addr", "127.0.0.1:9090"]
 ENTRYPOINT ["/usr/local/bin/portmux"]
 CMD ["run", "-c", "/etc/portmux/portmux.yaml"]
