@@ -89,6 +89,10 @@ type Route struct {
 	// Parse fill its absent keys with defaults. Use PassiveHealth for the
 	// effective settings. HTTP routes only.
 	Passive *PassiveHealth `koanf:"passive_health"`
+
+	// FTP configures the FTP gateway; only with protocol ftp (whose routes
+	// always relay through the gateway, with or without this section).
+	FTP *FTP `koanf:"ftp"`
 }
 
 // HealthCheck configures active health checks: each upstream is sent

@@ -293,3 +293,35 @@ func TestSectionDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestFTPSection(t *testing.T) {
+	tests := []struct {
+		name, route, want string
+	}{
+		{"valid", "{name: f, match: {protocol: ftp}, to: 'x:21', ftp: {public_address: 203.0.113.5, data_ports: 30000-30009}}", ""},
+		{"wrong protocol", "{name: f, match: {protocol: ssh}, to: 'x:22', ftp: {data_ports: 30000-30009}}",
+			`config: routes[0].ftp: only allowed with protocol ftp`},
+		{"bad address", "{name: f, match: {protocol: ftp}, to: 'x:21', ftp: {public_address: nope}}",
+			`config: routes[0].ftp.public_address: invalid IP address "nope"`},
+		{"bad range", "{name: f, match: {protocol: ftp}, to: 'x:21', ftp: {data_ports: '30000'}}",
+			`config: routes[0].ftp.data_ports: invalid range "30000": want "FIRST-LAST" such as "30000-30009"`},
+		{"reversed range", "{name: f, match: {protocol: ftp}, to: 'x:21', ftp: {data_ports: 30009-30000}}",
+			`config: routes[0].ftp.data_ports: invalid range "30009-30000": want 1024 <= first <= last <= 65535`},
+		{"privileged range", "{name: f, match: {protocol: ftp}, to: 'x:21', ftp: {data_ports: 20-21}}",
+			`config: routes[0].ftp.data_ports: invalid range "20-21": want 1024 <= first <= last <= 65535`},
+		{"too large", "{name: f, match: {protocol: ftp}, to: 'x:21', ftp: {data_ports: 10000-20000}}",
+			`config: routes[0].ftp.data_ports: range "10000-20000" has 10001 ports: at most 1000`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(withRoutes("", tt.route)))
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("got %q; want %q", got, tt.want)
+			}
+		})
+	}
+}

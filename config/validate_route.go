@@ -53,6 +53,12 @@ func (v *routeCheck) route(p *problems, r *Route, path string, nested bool) {
 		checkDuration(p, path+".idle_timeout", *r.IdleTimeout, 0, 0)
 	}
 	r.Match.validate(p, path+".match", r.Terminates() && !nested)
+	if r.FTP != nil {
+		if r.Match.Protocol != ProtocolFTP {
+			p.add(path+".ftp", "only allowed with protocol ftp")
+		}
+		r.FTP.validate(p, path+".ftp")
+	}
 
 	if len(r.Routes) > 0 {
 		switch {

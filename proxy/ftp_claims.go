@@ -103,6 +103,9 @@ func (d *DataClaims) Claim(conn net.Conn) bool {
 
 // Pending returns the number of data connections expected now.
 func (d *DataClaims) Pending() int {
+	if d == nil {
+		return 0
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.pending)
@@ -154,6 +157,9 @@ func (d *DataClaims) expect(ctx context.Context, e *expectation, wait bool) erro
 			return errClaimBusy
 		}
 		if deadline == nil {
+			if c := d.log.Check(zapcore.DebugLevel, "ftp passive reply waits for another session's data connection"); c != nil {
+				c.Write(zap.Stringer("client", e.key.ip))
+			}
 			t := time.NewTimer(d.expiry)
 			defer t.Stop()
 			deadline = t.C

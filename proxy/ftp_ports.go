@@ -14,16 +14,13 @@ import (
 )
 
 // DataPorts is a range of ports on which FTP passive data connections are
-// taken instead of the multiplexed port. It is for setups where the data
-// connections cannot share the multiplexed port: implicit FTPS passed
-// through by SNI (the gateway never sees the passive replies, so the
-// backend must be configured with this range and the public address), or
-// firewalls that open a range anyway. With a range, two sessions from one
-// IP do not wait for each other: each expectation gets its own port.
+// taken instead of the multiplexed port, for firewalls that can open a
+// range. A data connection is then matched by its source IP and the port
+// it arrives at, so many users behind one NAT address do not wait for each
+// other: each expectation gets its own port (see DataClaims.expect).
 //
 // Listeners are opened on first use and stay open until Close. A connection
-// arriving on one of them is matched by its source IP and the port, like
-// DataClaims.Claim; any other is closed at once and logged.
+// arriving on one of them that nobody expects is closed at once and logged.
 //
 // Its methods are safe for concurrent use.
 type DataPorts struct {

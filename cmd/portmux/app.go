@@ -33,6 +33,10 @@ type app struct {
 	pipes   *proxy.Pipes
 	srv     *mux.Server
 	admin   *admin
+	claims  *proxy.DataClaims // FTP data connections expected at the mux port
+
+	dataPortsMu sync.Mutex
+	dataPorts   map[string]*proxy.DataPorts // FTP data port ranges, kept across reloads
 
 	gen       atomic.Pointer[generation]
 	mu        sync.Mutex // serializes start, reload and shutdown
@@ -45,7 +49,8 @@ type app struct {
 
 func newApp(path string, logger *zap.Logger, level zap.AtomicLevel) *app {
 	a := &app{path: path, logger: logger, level: level, metrics: newMetrics(),
-		pipes: proxy.NewPipes(maxIdlePipes), listeners: map[string]net.Listener{}}
+		pipes: proxy.NewPipes(maxIdlePipes), listeners: map[string]net.Listener{},
+		claims: proxy.NewDataClaims(0, logger.Named("ftp")), dataPorts: map[string]*proxy.DataPorts{}}
 	a.certCtx, a.certStop = context.WithCancel(context.Background())
 	return a
 }
@@ -95,6 +100,7 @@ func (a *app) start(cfg *config.Config, hash string) error {
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		DefaultSNI:       cfg.TLS.DefaultSNI,
 		Observer:         a.metrics,
+		Claim:            a.claims.Claim,
 		Logger:           a.logger,
 	})
 	for _, addr := range cfg.Listen {
@@ -344,6 +350,10 @@ func (a *app) shutdown() {
 	if g.certs != nil {
 		g.certs.Close()
 	}
+	a.claims.Close()
+	for _, dp := range a.dataPorts {
+		dp.Close()
+	}
 	a.pipes.Close()
 	if a.admin != nil {
 		a.admin.shutdown(ctx)
@@ -372,6 +382,23 @@ func closeAll(lns map[string]net.Listener) {
 	for _, ln := range lns {
 		ln.Close()
 	}
+}
+
+// dataPortsFor returns the listeners of an FTP data port range, shared by
+// every generation: a new generation could not bind the ports the old one
+// holds. They close at shutdown.
+func (a *app) dataPortsFor(rng string, first, last int) (*proxy.DataPorts, error) {
+	a.dataPortsMu.Lock()
+	defer a.dataPortsMu.Unlock()
+	if dp := a.dataPorts[rng]; dp != nil {
+		return dp, nil
+	}
+	dp, err := proxy.NewDataPorts("", first, last, a.claims)
+	if err != nil {
+		return nil, err
+	}
+	a.dataPorts[rng] = dp
+	return dp, nil
 }
 
 // storageDir is tls.storage, or a per-user data directory.

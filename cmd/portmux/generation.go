@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -233,10 +234,14 @@ func (g *generation) dialTimeout(r config.Route) time.Duration {
 	return g.cfg.DialTimeout
 }
 
-// tcpHandler builds the handler of an L4 route: a TCP relay or builtin:echo.
+// tcpHandler builds the handler of an L4 route: a TCP relay, the FTP
+// gateway or builtin:echo.
 func (g *generation) tcpHandler(r config.Route) mux.Handler {
 	if r.To == config.BuiltinEcho {
 		return mux.HandlerFunc(serveEcho)
+	}
+	if r.Match.Protocol == config.ProtocolFTP {
+		return g.ftpHandler(r)
 	}
 	t := &tcpTarget{proxy.TCP{Addr: r.To, DialTimeout: g.dialTimeout(r), IdleTimeout: g.cfg.IdleTimeout, Pipes: g.app.pipes}}
 	if r.IdleTimeout != nil {
@@ -294,4 +299,30 @@ func withDefaultSNI(c *tls.Config, name string) *tls.Config {
 		return get(hello)
 	}
 	return c
+}
+
+// ftpHandler builds the FTP gateway of an ftp route.
+func (g *generation) ftpHandler(r config.Route) mux.Handler {
+	f := &proxy.FTP{Addr: r.To, DialTimeout: g.dialTimeout(r), IdleTimeout: g.cfg.IdleTimeout,
+		Claims: g.app.claims, Pipes: g.app.pipes, Logger: g.app.logger.Named("ftp").With(zap.String("route", r.Name))}
+	if r.IdleTimeout != nil {
+		f.IdleTimeout = *r.IdleTimeout
+	}
+	if c := r.FTP; c != nil {
+		if c.PublicAddress != "" {
+			f.PublicAddr, _ = netip.ParseAddr(c.PublicAddress) // validated
+		}
+		if first, last, ok := c.PortRange(); ok {
+			dp, err := g.app.dataPortsFor(c.DataPorts, first, last)
+			if err != nil {
+				// The gateway then answers PASV on the multiplexed port.
+				g.app.logger.Error("ftp data ports unavailable", zap.String("route", r.Name), zap.Error(err))
+			}
+			f.DataPorts = dp
+		}
+	}
+	return mux.HandlerFunc(func(ctx context.Context, c *mux.Conn) mux.Result {
+		st, err := f.Serve(ctx, c.NetConn, c.Prefix)
+		return mux.Result{Backend: f.Addr, Up: st.Up, Down: st.Down, Err: err, Outcome: outcomeOf(ctx, err)}
+	})
 }
