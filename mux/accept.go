@@ -3,25 +3,38 @@ package mux
 import (
 	"errors"
 	"net"
+	"net/netip"
+	"sync"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"go.uber.org/zap"
 )
 
-// acceptedConn remembers when a connection was accepted: the sniff deadline
-// and the connection's duration count from then.
+// acceptedConn is an admitted connection on its way through cmux. It
+// remembers when it was accepted (the sniff deadline and the connection's
+// duration count from then) and the client address its limits count
+// against (the PROXY header's, when one was read).
 type acceptedConn struct {
 	net.Conn
-	at time.Time
+	at     time.Time
+	client netip.AddrPort
 }
 
-// acceptListener wraps the root listener so that temporary accept errors
-// (EMFILE, ENFILE, ECONNABORTED, ...) back off instead of spinning: cmux
-// retries them at once, which turns descriptor exhaustion into a busy loop.
+// acceptListener is the root listener cmux sees. Its own loop accepts raw
+// connections and admits them: a PROXY header from a trusted source is
+// read first (in a goroutine of its own: it may take time), then expected
+// connections are claimed (FTP data) and the limits are applied. Temporary
+// accept errors (EMFILE, ENFILE, ECONNABORTED, ...) back off instead of
+// spinning: cmux retries them at once, which turns descriptor exhaustion
+// into a busy loop.
 type acceptListener struct {
 	net.Listener
-	logger *zap.Logger
-	claim  func(net.Conn) bool
+	s        *Server
+	admitted chan net.Conn
+	done     chan struct{} // closed when the raw loop ends
+	err      error         // why it ended, read after done
+	wg       sync.WaitGroup
 }
 
 const (
@@ -29,24 +42,82 @@ const (
 	maxAcceptBackoff = time.Second
 )
 
+func newAcceptListener(ln net.Listener, s *Server) *acceptListener {
+	l := &acceptListener{Listener: ln, s: s, admitted: make(chan net.Conn), done: make(chan struct{})}
+	go l.acceptRaw()
+	return l
+}
+
+// Accept returns the next admitted connection.
 func (l *acceptListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.admitted:
+		return c, nil
+	case <-l.done:
+		return nil, l.err
+	}
+}
+
+// acceptRaw is the raw accept loop (a named function for stack dumps).
+func (l *acceptListener) acceptRaw() {
+	defer close(l.done)
+	defer l.wg.Wait() // header readers finish (bounded by the sniff timeout)
 	var backoff time.Duration
 	for {
 		c, err := l.Listener.Accept()
-		if err == nil {
-			if l.claim != nil && l.claim(c) {
-				backoff = 0
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && (ne.Timeout() || isTemporary(err)) {
+				backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
+				l.s.refusals.Warn("accept failed; backing off", zap.Error(err), zap.Duration("backoff", backoff))
+				time.Sleep(backoff)
 				continue
 			}
-			return &acceptedConn{Conn: c, at: time.Now()}, nil
+			l.err = err
+			return
 		}
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() && !isTemporary(err) {
-			return nil, err
+		backoff = 0
+		at := time.Now()
+		if l.s.trustsProxy(c.RemoteAddr()) {
+			l.wg.Add(1)
+			go l.readProxyHeader(c, at)
+			continue
 		}
-		backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
-		l.logger.Warn("accept failed; backing off", zap.Error(err), zap.Duration("backoff", backoff))
-		time.Sleep(backoff)
+		l.admit(c, at)
+	}
+}
+
+// readProxyHeader reads the PROXY header of a trusted source before the
+// connection is admitted, within the sniff timeout.
+func (l *acceptListener) readProxyHeader(c net.Conn, at time.Time) {
+	defer l.wg.Done()
+	policy := proxyproto.REQUIRE
+	if l.s.opts.ProxyProtocol.Optional {
+		policy = proxyproto.USE
+	}
+	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(l.s.opts.SniffTimeout))
+	if pc.ProxyHeader() == nil && policy == proxyproto.REQUIRE {
+		l.s.refuse(c, addrPortOf(c.RemoteAddr()), RefusedProxyHeader)
+		return
+	}
+	l.admit(pc, at)
+}
+
+// admit claims or limits c, then hands it to cmux.
+func (l *acceptListener) admit(c net.Conn, at time.Time) {
+	if claim := l.s.opts.Claim; claim != nil && claim(c) {
+		return
+	}
+	client := addrPortOf(c.RemoteAddr())
+	if reason := l.s.limits.admit(client.Addr(), at); reason != "" {
+		l.s.refuse(c, client, reason)
+		return
+	}
+	select {
+	case l.admitted <- &acceptedConn{Conn: c, at: at, client: client}:
+	case <-l.done:
+		c.Close()
+		l.s.limits.closed(client.Addr())
 	}
 }
 
@@ -55,4 +126,22 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 func isTemporary(err error) bool {
 	t, ok := err.(interface{ Temporary() bool })
 	return ok && t.Temporary()
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// rawTCP returns the socket under c (under a PROXY protocol wrapper), so
+// relays can splice. Call it only once c's buffered bytes are drained.
+func rawTCP(c net.Conn) net.Conn {
+	if pc, ok := c.(*proxyproto.Conn); ok {
+		return pc.Raw()
+	}
+	return c
 }

@@ -43,6 +43,8 @@ type Conn struct {
 	Prefix []byte
 	// Info describes the connection.
 	Info Info
+
+	remote, local net.Addr // from a PROXY header; nil: NetConn's own
 }
 
 // Handler serves routed connections.
@@ -85,12 +87,14 @@ const (
 	OutcomeShutdown    = "shutdown"     // closed when the drain grace ended
 	OutcomeReset       = "reset"        // a peer reset its connection mid-relay
 
-	OutcomeNoRoute         = "no_route"             // recognised, but no route matched
-	OutcomeUnrecognized    = "unrecognized"         // bytes matched no protocol, no fallback route
-	OutcomeSniffTimeout    = "sniff_timeout"        // too few bytes to decide before the sniff timeout
-	OutcomeClientClosed    = "client_closed"        // closed (or failed) before the sniff ended
-	OutcomeOversized       = "oversized"            // the sniff byte cap was reached undecided
-	OutcomeBadClientHello  = "bad_client_hello"     // malformed TLS ClientHello
-	OutcomeHandshakeFailed = "tls_handshake_failed" // terminated TLS: no certificate, bad client, timeout
-	OutcomeACMEChallenge   = "acme_challenge"       // a TLS-ALPN-01 validation, answered in the handshake
+	OutcomeNoRoute              = "no_route"               // recognised, but no route matched
+	OutcomeUnrecognized         = "unrecognized"           // bytes matched no protocol, no fallback route
+	OutcomeSniffTimeout         = "sniff_timeout"          // too few bytes to decide before the sniff timeout
+	OutcomeClientClosed         = "client_closed"          // closed (or failed) before the sniff ended
+	OutcomeOversized            = "oversized"              // the sniff byte cap was reached undecided
+	OutcomeBadClientHello       = "bad_client_hello"       // malformed TLS ClientHello
+	OutcomeUntrustedProxyHeader = "untrusted_proxy_header" // a PROXY header from a source not trusted to send one
+	OutcomeDenied               = "denied"                 // the route's allow/deny lists refuse the client
+	OutcomeHandshakeFailed      = "tls_handshake_failed"   // terminated TLS: no certificate, bad client, timeout
+	OutcomeACMEChallenge        = "acme_challenge"         // a TLS-ALPN-01 validation, answered in the handshake
 )

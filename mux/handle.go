@@ -18,16 +18,26 @@ import (
 // keeps the routes it started with across a reload.
 func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	defer s.conns.Done()
+	// A bug in one connection's path must not take the edge down with every
+	// other connection: log it with its stack and drop that connection, as
+	// net/http does for handlers.
+	defer func() {
+		if v := recover(); v != nil {
+			c.Close()
+			s.log.Error("panic serving connection", zap.Any("panic", v), zap.Stack("stack"))
+		}
+	}()
 	table := s.table.Load()
 	mc := c.(*cmux.MuxConn)
 	ac := mc.Conn.(*acceptedConn)
-	raw := ac.Conn
-	info := Info{Protocol: p, Listener: listener}
-	if a, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
-		info.Client = a.AddrPort()
-	}
+	s.limits.sniffed()
+	defer s.limits.closed(ac.client.Addr())
+	info := Info{Protocol: p, Listener: listener, Client: ac.client}
 
 	prefix, err := drainPrefix(mc, make([]byte, 0, 512))
+	// Drained: a PROXY protocol wrapper holds no buffered byte any more,
+	// so the socket itself can be relayed (spliced).
+	raw := rawTCP(ac.Conn)
 	outcome := ""
 	if err == nil {
 		deadline := ac.at.Add(s.opts.SniffTimeout)
@@ -57,6 +67,9 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	case route == nil:
 		raw.Close()
 		res = Result{Outcome: outcome, Up: int64(len(prefix))}
+	case !route.Admits(info.Client.Addr()):
+		raw.Close()
+		res = Result{Outcome: OutcomeDenied, Up: int64(len(prefix))}
 	case raw.SetReadDeadline(time.Time{}) != nil:
 		raw.Close()
 		res = Result{Outcome: OutcomeClientClosed}
@@ -64,6 +77,9 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 		started = true
 		obs.Started(&info, route.Name)
 		c := &Conn{NetConn: raw, Prefix: prefix, Info: info}
+		if raw != ac.Conn { // PROXY protocol: addresses from the header
+			c.remote, c.local = ac.RemoteAddr(), ac.LocalAddr()
+		}
 		if route.Terminate != nil {
 			res, inner, iinfo = s.serveTerminated(route, c)
 		} else {
@@ -120,6 +136,10 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 		switch {
 		case len(prefix) == 0:
 			return prefix, OutcomeClientClosed
+		case isProxyHeader(prefix):
+			// Only trusted sources' headers are read (before sniffing);
+			// anyone else's is an attempt to spoof a client address.
+			return prefix, OutcomeUntrustedProxyHeader
 		case len(prefix) >= s.opts.MaxSniffBytes:
 			return prefix, s.unknownOr(t, info, OutcomeOversized)
 		case !time.Now().Before(deadline):

@@ -187,3 +187,11 @@ func requestPath(b []byte) string {
 	}
 	return string(target)
 }
+
+// proxyV2Signature starts a PROXY protocol v2 header; v1 starts "PROXY ".
+const proxyV2Signature = "\r\n\r\n\x00\r\nQUIT\n"
+
+// isProxyHeader reports whether b starts with a PROXY protocol header.
+func isProxyHeader(b []byte) bool {
+	return bytes.HasPrefix(b, []byte("PROXY ")) || bytes.HasPrefix(b, []byte(proxyV2Signature))
+}

@@ -14,6 +14,9 @@ type Observer interface {
 	// its route ("" if none) and result. For connections that Started,
 	// it comes after the handler returned.
 	Finished(info *Info, route string, started bool, res *Result, d time.Duration)
+	// Refused is called for a connection refused before sniffing (see
+	// Limits and the Refused* reasons).
+	Refused(reason string)
 }
 
 // nopObserver is the Observer used when none is set.
@@ -22,3 +25,4 @@ type nopObserver struct{}
 func (nopObserver) Sniffed(Protocol, time.Duration)                      {}
 func (nopObserver) Started(*Info, string)                                {}
 func (nopObserver) Finished(*Info, string, bool, *Result, time.Duration) {}
+func (nopObserver) Refused(string)                                       {}

@@ -46,6 +46,18 @@ type Route struct {
 	Terminate *tls.Config
 	// Inner routes the decrypted stream of a terminated route.
 	Inner *Table
+	// Allow and Deny are access control, not matching: a client the route
+	// takes but refuses (in Deny, or Allow set and it is not in it) is
+	// closed, not passed on to a later route. Deny wins.
+	Allow, Deny []netip.Prefix
+}
+
+// Admits reports whether the route's allow and deny lists let client in.
+func (r *Route) Admits(client netip.Addr) bool {
+	if containsAddr(r.Deny, client) {
+		return false
+	}
+	return len(r.Allow) == 0 || containsAddr(r.Allow, client)
 }
 
 // Table is an ordered list of routes; the first that matches wins. A Table is

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/soheilhy/cmux"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -36,6 +38,12 @@ type Options struct {
 	// which cannot be sniffed (an upload's first bytes are arbitrary, a
 	// download's data connection is silent). It must not block.
 	Claim func(net.Conn) bool
+	// Limits bound connections per server and per client address.
+	Limits Limits
+	// ProxyProtocol, if set, reads PROXY protocol (v1 or v2) headers from
+	// trusted sources; the client address they carry is then used for
+	// routing, limits, logs and X-Forwarded-For.
+	ProxyProtocol *ProxyProtocol
 	// Observer is told about each connection (metrics). Default: none.
 	Observer Observer
 	// Logger receives one line per finished connection. Default: no logs.
@@ -48,13 +56,25 @@ const (
 	defaultHandshake     = 10 * time.Second
 )
 
+// ProxyProtocol configures PROXY protocol headers from load balancers.
+type ProxyProtocol struct {
+	// Trusted are the sources whose headers are believed. A header from
+	// any other source is refused as spoofing.
+	Trusted []netip.Prefix
+	// Optional lets a trusted source omit the header (its own address is
+	// then the client's). Otherwise a connection without one is refused.
+	Optional bool
+}
+
 // Server accepts connections on any number of listeners, sniffs and routes
 // them. Its methods are safe for concurrent use.
 type Server struct {
-	opts    Options
-	log     *zap.Logger
-	sniffer *sniffer
-	table   atomic.Pointer[Table]
+	opts     Options
+	log      *zap.Logger
+	refusals *zap.Logger // sampled: a flood of refusals must not flood the log
+	limits   *limiter
+	sniffer  *sniffer
+	table    atomic.Pointer[Table]
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -84,8 +104,12 @@ func NewServer(table *Table, opts Options) *Server {
 		opts.Observer = nopObserver{}
 	}
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger,
+		opts: opts,
+		log:  opts.Logger,
+		refusals: opts.Logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return zapcore.NewSamplerWithOptions(c, time.Second, 10, 0) // 10 lines per second per message
+		})),
+		limits:    newLimiter(opts.Limits),
 		sniffer:   newSniffer(opts.MaxSniffBytes),
 		listeners: make(map[net.Listener]struct{}),
 	}
@@ -120,7 +144,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	m := cmux.New(&acceptListener{Listener: ln, logger: s.log, claim: s.opts.Claim})
+	m := cmux.New(newAcceptListener(ln, s))
 	m.SetReadTimeout(s.opts.SniffTimeout)
 	// Order is priority: each matcher replays what the earlier ones buffered.
 	children := []struct {
@@ -152,6 +176,20 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// trustsProxy reports whether a connection from a may carry a PROXY header.
+func (s *Server) trustsProxy(a net.Addr) bool {
+	pp := s.opts.ProxyProtocol
+	return pp != nil && containsAddr(pp.Trusted, addrPortOf(a).Addr())
+}
+
+// refuse closes a connection that was not admitted, counts and logs it.
+func (s *Server) refuse(c net.Conn, client netip.AddrPort, reason string) {
+	c.Close()
+	s.opts.Observer.Refused(reason)
+	s.refusals.Info("connection refused", zap.String("reason", reason), zap.String("client", client.String()),
+		zap.String("listener", c.LocalAddr().String()))
 }
 
 // acceptLoop takes the connections cmux classified as p.

@@ -43,6 +43,12 @@ const testSniffTimeout = 300 * time.Millisecond
 
 func newWorld(t *testing.T, routes ...Route) *world {
 	t.Helper()
+	return newWorldWith(t, Options{}, routes...)
+}
+
+// newWorldWith is newWorld with server options (limits, PROXY protocol).
+func newWorldWith(t *testing.T, opts Options, routes ...Route) *world {
+	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
 	w := &world{t: t, logs: logs, got: make(chan seen, 16)}
 	for i := range routes {
@@ -56,7 +62,8 @@ func newWorld(t *testing.T, routes ...Route) *world {
 			return Result{Backend: "test", Up: int64(len(c.Prefix) + len(rest)), Err: err}
 		})
 	}
-	w.srv = NewServer(NewTable(routes), Options{SniffTimeout: testSniffTimeout, MaxSniffBytes: 4096, Logger: zap.New(core)})
+	opts.SniffTimeout, opts.MaxSniffBytes, opts.Logger = testSniffTimeout, 4096, zap.New(core)
+	w.srv = NewServer(NewTable(routes), opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -327,11 +334,16 @@ func TestServerClaimBeforeSniffing(t *testing.T) {
 type recordingObserver struct {
 	mu                         sync.Mutex
 	sniffed, started, unrouted int
-	finished                   []string
+	finished, refused          []string
 }
 
 func (o *recordingObserver) Sniffed(Protocol, time.Duration) { o.mu.Lock(); o.sniffed++; o.mu.Unlock() }
 func (o *recordingObserver) Started(*Info, string)           { o.mu.Lock(); o.started++; o.mu.Unlock() }
+func (o *recordingObserver) Refused(reason string) {
+	o.mu.Lock()
+	o.refused = append(o.refused, reason)
+	o.mu.Unlock()
+}
 func (o *recordingObserver) Finished(_ *Info, route string, started bool, res *Result, _ time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

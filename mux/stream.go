@@ -11,14 +11,32 @@ import (
 // Reads and writes may run concurrently, as on any net.Conn.
 type Stream struct {
 	net.Conn
-	prefix   []byte // owned by the reader side
-	up, down atomic.Int64
+	prefix        []byte // owned by the reader side
+	up, down      atomic.Int64
+	remote, local net.Addr
 }
 
 // Stream returns c as a Stream. Use either the Stream or NetConn and Prefix,
 // not both.
 func (c *Conn) Stream() *Stream {
-	return &Stream{Conn: c.NetConn, prefix: c.Prefix}
+	return &Stream{Conn: c.NetConn, prefix: c.Prefix, remote: c.remote, local: c.local}
+}
+
+// RemoteAddr is the client's address: a PROXY header's when there was one.
+func (s *Stream) RemoteAddr() net.Addr {
+	if s.remote != nil {
+		return s.remote
+	}
+	return s.Conn.RemoteAddr()
+}
+
+// LocalAddr is the address the client connected to: a PROXY header's when
+// there was one.
+func (s *Stream) LocalAddr() net.Addr {
+	if s.local != nil {
+		return s.local
+	}
+	return s.Conn.LocalAddr()
 }
 
 // Read yields the unread prefix, then reads the connection.

@@ -56,6 +56,10 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 		tc.Close()
 		return wire(Result{Outcome: OutcomeNoRoute}), nil, &inner
 	}
+	if !r.Admits(inner.Client.Addr()) {
+		tc.Close()
+		return wire(Result{Outcome: OutcomeDenied}), r, &inner
+	}
 	res := r.Handler.ServeConn(s.hardCtx, &Conn{NetConn: tc, Prefix: prefix, Info: inner})
 	return wire(res), r, &inner
 }

@@ -1,0 +1,306 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// limitedWorld is a world whose server has opts (limits, PROXY protocol)
+// and an observer recording refusals.
+func limitedWorld(t *testing.T, opts Options, routes ...Route) (*world, *recordingObserver) {
+	t.Helper()
+	obs := &recordingObserver{}
+	opts.Observer = obs
+	return newWorldWith(t, opts, routes...), obs
+}
+
+// dialFrom connects from a given loopback source address.
+func (w *world) dialFrom(src string) *net.TCPConn {
+	w.t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", w.addr)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c.(*net.TCPConn)
+}
+
+// refusedAtOnce reports whether the server closed c without a word.
+func refusedAtOnce(c net.Conn) bool {
+	n, err := c.Read(make([]byte, 1))
+	return n == 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET))
+}
+
+func (o *recordingObserver) refusals() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.refused...)
+}
+
+func TestLimits(t *testing.T) {
+	greet := func(w *world, c *net.TCPConn) {
+		t.Helper()
+		c.Write([]byte("SSH-2.0-x\r\n"))
+		if line, err := readLine(c); err != nil || line != "hello:ssh" {
+			t.Fatalf("admitted client got %q, %v", line, err)
+		}
+	}
+	t.Run("max conns", func(t *testing.T) {
+		w, obs := limitedWorld(t, Options{Limits: Limits{MaxConns: 2}}, allRoutes()...)
+		greet(w, w.dial())
+		greet(w, w.dial())
+		if c := w.dial(); !refusedAtOnce(c) {
+			t.Fatal("third connection admitted over max_conns 2")
+		}
+		if r := obs.refusals(); len(r) != 1 || r[0] != RefusedMaxConns {
+			t.Fatalf("refusals %v", r)
+		}
+	})
+	t.Run("max conns per ip", func(t *testing.T) {
+		w, _ := limitedWorld(t, Options{Limits: Limits{MaxConnsPerIP: 1}}, allRoutes()...)
+		greet(w, w.dialFrom("127.0.0.1"))
+		if c := w.dialFrom("127.0.0.1"); !refusedAtOnce(c) {
+			t.Fatal("second connection from one IP admitted")
+		}
+		greet(w, w.dialFrom("127.0.0.2")) // another client is not affected
+	})
+	t.Run("rate per ip", func(t *testing.T) {
+		w, obs := limitedWorld(t, Options{Limits: Limits{RatePerIP: 0.5, RateBurst: 2}}, allRoutes()...)
+		greet(w, w.dial())
+		greet(w, w.dial())
+		if c := w.dial(); !refusedAtOnce(c) {
+			t.Fatal("third connection in a burst of 2 admitted")
+		}
+		if r := obs.refusals(); len(r) != 1 || r[0] != RefusedRate {
+			t.Fatalf("refusals %v", r)
+		}
+	})
+	t.Run("max sniffs", func(t *testing.T) {
+		w, _ := limitedWorld(t, Options{Limits: Limits{MaxSniffs: 1}}, allRoutes()...)
+		staller := w.dial()
+		staller.Write([]byte("G")) // holds the only sniff slot until the sniff timeout
+		time.Sleep(50 * time.Millisecond)
+		if c := w.dial(); !refusedAtOnce(c) {
+			t.Fatal("second sniff admitted over max_sniffs 1")
+		}
+		refusedAtOnce(staller) // closed at the sniff timeout: the slot is free again
+		greet(w, w.dial())
+	})
+}
+
+func readLine(c net.Conn) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for len(b) < 256 {
+		if _, err := c.Read(one); err != nil {
+			return string(b), err
+		}
+		if one[0] == '\n' {
+			return string(b), nil
+		}
+		b = append(b, one[0])
+	}
+	return string(b), errors.New("line too long")
+}
+
+// writeProxyHeader sends a PROXY header for client with the real library.
+func writeProxyHeader(t *testing.T, c net.Conn, version byte, client string) {
+	t.Helper()
+	src, _ := net.ResolveTCPAddr("tcp", client)
+	h := proxyproto.HeaderProxyFromAddrs(version, src, c.RemoteAddr())
+	if _, err := h.WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProxyProtocol(t *testing.T) {
+	trusted := &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	for _, version := range []byte{1, 2} {
+		t.Run("v"+string(rune('0'+version))+" from a trusted balancer", func(t *testing.T) {
+			w, _ := limitedWorld(t, Options{ProxyProtocol: trusted}, allRoutes()...)
+			c := w.dialFrom("127.0.0.1")
+			writeProxyHeader(t, c, version, "198.51.100.7:4242")
+			payload := "SSH-2.0-behind-a-balancer\r\nand more bytes"
+			c.Write([]byte(payload))
+			c.CloseWrite()
+			io.Copy(io.Discard, c)
+			s := w.next()
+			if s.info.Client.String() != "198.51.100.7:4242" {
+				t.Errorf("client %s; want the PROXY header's 198.51.100.7:4242", s.info.Client)
+			}
+			if string(s.stream) != payload {
+				t.Errorf("handler got %q; want %q (header removed, nothing else)", s.stream, payload)
+			}
+		})
+	}
+	t.Run("header from an untrusted source is refused", func(t *testing.T) {
+		w, _ := limitedWorld(t, Options{ProxyProtocol: trusted}, allRoutes()...)
+		c := w.dialFrom("127.0.0.2")
+		writeProxyHeader(t, c, 2, "198.51.100.7:4242")
+		c.Write([]byte("SSH-2.0-spoofer\r\n"))
+		if !refusedAtOnce(c) {
+			t.Fatal("spoofed header accepted")
+		}
+		w.connLog(outcome(OutcomeUntrustedProxyHeader))
+	})
+	t.Run("trusted source without a header", func(t *testing.T) {
+		w, obs := limitedWorld(t, Options{ProxyProtocol: trusted}, allRoutes()...)
+		c := w.dialFrom("127.0.0.1")
+		c.Write([]byte("SSH-2.0-no-header\r\n"))
+		if !refusedAtOnce(c) {
+			t.Fatal("required header missing, connection admitted")
+		}
+		if r := obs.refusals(); len(r) != 1 || r[0] != RefusedProxyHeader {
+			t.Fatalf("refusals %v", r)
+		}
+		optional := &ProxyProtocol{Trusted: trusted.Trusted, Optional: true}
+		w2, _ := limitedWorld(t, Options{ProxyProtocol: optional}, allRoutes()...)
+		c2 := w2.dialFrom("127.0.0.1")
+		c2.Write([]byte("SSH-2.0-no-header\r\n"))
+		if line, err := readLine(c2); line != "hello:ssh" {
+			t.Fatalf("optional header: got %q, %v", line, err)
+		}
+	})
+}
+
+func TestRouteAllowDeny(t *testing.T) {
+	routes := allRoutes()
+	routes[1].Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/30")} // ssh: office only
+	routes[1].Deny = []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")}
+	routes = append(routes, Route{Name: "catch-all", Match: Match{}})
+	w, _ := limitedWorld(t, Options{}, routes...)
+	for _, tt := range []struct {
+		src  string
+		want bool
+	}{{"127.0.0.1", true}, {"127.0.0.3", false}, {"127.0.0.9", false}} {
+		c := w.dialFrom(tt.src)
+		c.Write([]byte("SSH-2.0-x\r\n"))
+		line, _ := readLine(c)
+		if got := line == "hello:ssh"; got != tt.want {
+			t.Errorf("from %s: got %q; want admitted=%v (and never the catch-all)", tt.src, line, tt.want)
+		}
+		if !tt.want {
+			w.connLog(func(f map[string]any) bool {
+				return f["client"] == c.LocalAddr().String() && f["outcome"] == OutcomeDenied
+			})
+		}
+	}
+}
+
+// countingListener counts Accept calls.
+type countingListener struct {
+	net.Listener
+	calls atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	l.calls.Add(1)
+	return l.Listener.Accept()
+}
+
+// When descriptors run out, the accept loop backs off instead of spinning,
+// and recovers once descriptors are free again.
+func TestAcceptBacksOffOnEMFILE(t *testing.T) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skip(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := net.Dial("tcp", ln.Addr().String()) // waits in the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	counting := &countingListener{Listener: ln}
+	routes := allRoutes()
+	for i := range routes {
+		routes[i].Handler = HandlerFunc(func(ctx context.Context, c *Conn) Result {
+			c.NetConn.Write([]byte("hello:" + routes[i].Name + "\n"))
+			c.NetConn.Close()
+			return Result{}
+		})
+	}
+	srv := NewServer(NewTable(routes), Options{SniffTimeout: testSniffTimeout})
+	defer srv.Shutdown(context.Background())
+
+	// Exhaust descriptors, then serve: every accept fails with EMFILE.
+	lowered := lim
+	lowered.Cur = uint64(openFDs(t) + 8)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered); err != nil {
+		t.Skip(err)
+	}
+	var fillers []*os.File
+	for {
+		f, err := os.Open("/dev/null")
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, f)
+	}
+	go srv.Serve(counting)
+	time.Sleep(500 * time.Millisecond)
+	calls := counting.calls.Load()
+	for _, f := range fillers {
+		f.Close()
+	}
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	// Backing off from 5ms doubling: a dozen attempts in 500ms, where a
+	// busy loop makes tens of thousands.
+	if calls > 50 {
+		t.Fatalf("%d accept attempts in 500ms of EMFILE: busy loop", calls)
+	}
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	client.Write([]byte("SSH-2.0-x\r\n"))
+	if line, err := readLine(client); line != "hello:ssh" {
+		t.Fatalf("after recovery: %q, %v; want the waiting client served", line, err)
+	}
+	if counting.calls.Load() <= calls {
+		t.Fatal("no accept after descriptors were freed")
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	return len(ents)
+}
+
+// A handler that panics costs only its own connection: the server logs it
+// and goes on serving.
+func TestHandlerPanicIsContained(t *testing.T) {
+	routes := allRoutes()
+	w := newWorld(t, routes...)
+	panicking := append([]Route{{Name: "boom", Match: Match{Protocols: []Protocol{SSH}}, Handler: HandlerFunc(func(context.Context, *Conn) Result {
+		panic("handler bug")
+	})}}, w.srv.Table().Routes()...)
+	w.srv.SetTable(NewTable(panicking))
+	c := w.dial()
+	c.Write([]byte("SSH-2.0-x\r\n"))
+	if !refusedAtOnce(c) {
+		t.Fatal("connection of the panicking handler not closed")
+	}
+	w.srv.SetTable(NewTable(routes))
+	if reply := w.send([]byte("SSH-2.0-x\r\n")); reply != replyOf("ssh") {
+		t.Fatalf("server after a panic: got %q", reply)
+	}
+	if len(w.logs.FilterMessage("panic serving connection").All()) != 1 {
+		t.Fatal("panic not logged")
+	}
+}
