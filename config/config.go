@@ -84,6 +84,12 @@ type Config struct {
 	// HTTP holds the defaults of the HTTP reverse proxy (L7 routes).
 	HTTP HTTP `koanf:"http"`
 
+	// Limits bound connections per process and per client address.
+	Limits Limits `koanf:"limits"`
+
+	// ProxyProtocol accepts PROXY protocol headers from load balancers.
+	ProxyProtocol ProxyProtocol `koanf:"proxy_protocol"`
+
 	// Routes are tried in order; the first route whose Match accepts a
 	// connection gets it. At least one route is required.
 	Routes []Route `koanf:"routes"`
@@ -179,6 +185,9 @@ func defaults() map[string]any {
 		"tls": map[string]any{
 			"ca":          DefaultCA,
 			"agree_terms": false,
+		},
+		"limits": map[string]any{
+			"max_sniffs": DefaultMaxSniffs,
 		},
 		"http": map[string]any{
 			"max_header_bytes":        DefaultMaxHeaderBytes,

@@ -63,6 +63,7 @@ func TestDefaults(t *testing.T) {
 			IdleTimeout:           time.Minute,
 			ResponseHeaderTimeout: time.Minute,
 		},
+		Limits: Limits{MaxSniffs: DefaultMaxSniffs},
 		Routes: []Route{{
 			Name:  "echo",
 			Match: Match{Protocol: ProtocolAny},

@@ -79,6 +79,12 @@ func (l *envLayer) transform(name, value string) (string, any) {
 			return fail("want an integer, got %q", value)
 		}
 		v = n
+	case typ.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return fail("want a number, got %q", value)
+		}
+		v = f
 	case typ.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(value)
 		if err != nil {

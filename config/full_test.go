@@ -49,6 +49,7 @@ func TestFullFile(t *testing.T) {
 			IdleTimeout:           0,
 			ResponseHeaderTimeout: 30 * time.Second,
 		},
+		Limits: Limits{MaxSniffs: DefaultMaxSniffs},
 		Routes: []Route{
 			{
 				Name: "web-tls",

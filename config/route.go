@@ -90,6 +90,19 @@ type Route struct {
 	// effective settings. HTTP routes only.
 	Passive *PassiveHealth `koanf:"passive_health"`
 
+	// SendProxy sends the backend a PROXY protocol header ("v1" or "v2")
+	// naming the real client, so SSH, FTP and other TCP backends can see
+	// it. Only with a host:port target (HTTP upstreams get
+	// X-Forwarded-For instead).
+	SendProxy string `koanf:"send_proxy"`
+
+	// Allow and Deny are access control (CIDRs or IPs, like match.source):
+	// a client the route takes but refuses (in Deny, or Allow is set and
+	// it is not in it) is closed, not passed on to a later route. Deny
+	// wins.
+	Allow []string `koanf:"allow"`
+	Deny  []string `koanf:"deny"`
+
 	// FTP configures the FTP gateway; only with protocol ftp (whose routes
 	// always relay through the gateway, with or without this section).
 	FTP *FTP `koanf:"ftp"`

@@ -325,3 +325,39 @@ func TestFTPSection(t *testing.T) {
 		})
 	}
 }
+
+func TestHardeningKeys(t *testing.T) {
+	t.Setenv("PORTMUX_LIMITS__RATE_PER_IP", "2.5")
+	cfg, err := Parse([]byte(withRoutes("limits: {max_conns: 100, max_conns_per_ip: 10}\nproxy_protocol: {trusted: [10.0.0.0/8]}",
+		"{name: s, match: {protocol: ssh}, to: 'x:22', send_proxy: v2, allow: [192.0.2.0/24], deny: [192.0.2.9]}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Limits.RatePerIP != 2.5 || cfg.Limits.MaxConns != 100 || cfg.Limits.MaxSniffs != DefaultMaxSniffs ||
+		cfg.ProxyProtocol.Trusted[0] != "10.0.0.0/8" || cfg.Routes[0].SendProxy != ProxyV2 || len(cfg.Routes[0].Deny) != 1 {
+		t.Fatalf("got %+v %+v %+v", cfg.Limits, cfg.ProxyProtocol, cfg.Routes[0])
+	}
+	tests := []struct{ name, head, route, want string }{
+		{"negative limit", "limits: {max_conns: -1}", "{name: s, match: {protocol: ssh}, to: 'x:22'}",
+			`config: limits.max_conns: must not be negative, got -1`},
+		{"bad trusted", "proxy_protocol: {trusted: [nope]}", "{name: s, match: {protocol: ssh}, to: 'x:22'}",
+			`config: proxy_protocol.trusted[0]: invalid source "nope": want a CIDR such as "10.0.0.0/8" or an IP address`},
+		{"optional without trusted", "proxy_protocol: {optional: true}", "{name: s, match: {protocol: ssh}, to: 'x:22'}",
+			`config: proxy_protocol.optional: needs proxy_protocol.trusted`},
+		{"send_proxy version", "", "{name: s, match: {protocol: ssh}, to: 'x:22', send_proxy: v3}",
+			`config: routes[0].send_proxy: unknown version "v3" (want v1 or v2)`},
+		{"send_proxy on http", "", "{name: s, match: {protocol: http}, to: 'http://x', send_proxy: v1}",
+			`config: routes[0].send_proxy: only allowed with a host:port target`},
+		{"bad deny", "", "{name: s, match: {protocol: ssh}, to: 'x:22', deny: [10.0.0.0/99]}",
+			`config: routes[0].deny[0]: invalid source "10.0.0.0/99": prefix length out of range (want 0-32)`},
+	}
+	t.Setenv("PORTMUX_LIMITS__RATE_PER_IP", "")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(withRoutes(tt.head, tt.route)))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("got %v; want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -53,6 +53,8 @@ func (c *Config) validate(p *problems) {
 	checkOneOf(p, "log.format", "format", c.Log.Format, logFormats)
 	c.TLS.validate(p, slices.ContainsFunc(c.Routes, Route.Terminates))
 	c.HTTP.validate(p)
+	c.Limits.validate(p)
+	c.ProxyProtocol.validate(p)
 
 	if len(c.Routes) == 0 {
 		p.add("routes", "at least one route required")
@@ -78,11 +80,7 @@ func checkListen(p *problems, path, addr string, seen map[string]string) {
 
 // validate records the problems of the http section in p.
 func (h *HTTP) validate(p *problems) {
-	for i, src := range h.TrustedProxies {
-		if _, err := ParseSource(src); err != nil {
-			p.add(fmt.Sprintf("http.trusted_proxies[%d]", i), "%v", err)
-		}
-	}
+	checkSources(p, "http.trusted_proxies", h.TrustedProxies)
 	if h.MaxHeaderBytes < MinMaxHeaderBytes || h.MaxHeaderBytes > MaxMaxHeaderBytes {
 		p.add("http.max_header_bytes", "must be between %d and %d, got %d",
 			MinMaxHeaderBytes, MaxMaxHeaderBytes, h.MaxHeaderBytes)

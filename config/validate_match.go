@@ -59,9 +59,5 @@ func (m *Match) validate(p *problems, path string, terminate bool) {
 			}
 		}
 	}
-	for i, src := range m.Source {
-		if _, err := ParseSource(src); err != nil {
-			p.add(fmt.Sprintf("%s.source[%d]", path, i), "%v", err)
-		}
-	}
+	checkSources(p, path+".source", m.Source)
 }

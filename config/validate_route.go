@@ -53,6 +53,16 @@ func (v *routeCheck) route(p *problems, r *Route, path string, nested bool) {
 		checkDuration(p, path+".idle_timeout", *r.IdleTimeout, 0, 0)
 	}
 	r.Match.validate(p, path+".match", r.Terminates() && !nested)
+	checkSources(p, path+".allow", r.Allow)
+	checkSources(p, path+".deny", r.Deny)
+	switch r.SendProxy {
+	case "", ProxyV1, ProxyV2:
+		if r.SendProxy != "" && kind != targetTCP {
+			p.add(path+".send_proxy", "only allowed with a host:port target")
+		}
+	default:
+		p.add(path+".send_proxy", "unknown version %q (want v1 or v2)", r.SendProxy)
+	}
 	if r.FTP != nil {
 		if r.Match.Protocol != ProtocolFTP {
 			p.add(path+".ftp", "only allowed with protocol ftp")

@@ -17,6 +17,10 @@ type Info struct {
 	// Host is the HTTP/1 Host header without port, lowercased; set only when
 	// some route matches on Host.
 	Host string
+	// hostKnown is true once the Host was looked for. Over h2c, or HTTP
+	// inside a terminated TLS connection, it is unknown at connection level:
+	// host conditions pass there and each request is routed on its own.
+	hostKnown bool
 	// Path is the path of the first HTTP/1 request (from its request line),
 	// empty when unknown.
 	Path string
@@ -45,6 +49,24 @@ type Conn struct {
 	Info Info
 
 	remote, local net.Addr // from a PROXY header; nil: NetConn's own
+}
+
+// RemoteAddr is the client's address: the PROXY header's when the
+// connection came through a trusted load balancer, else NetConn's.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.NetConn.RemoteAddr()
+}
+
+// LocalAddr is the address the client connected to (the PROXY header's
+// destination when there was one).
+func (c *Conn) LocalAddr() net.Addr {
+	if c.local != nil {
+		return c.local
+	}
+	return c.NetConn.LocalAddr()
 }
 
 // Handler serves routed connections.

@@ -127,6 +127,7 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 		if !t.needHost {
 			return prefix, ""
 		}
+		info.hostKnown = true
 		return s.readUntil(raw, prefix, deadline, func(b []byte) bool {
 			host, res := findHost(b)
 			info.Host = host

@@ -19,8 +19,11 @@ type Match struct {
 	SNI []string
 	// ALPN protocols for TLS: the route matches if the client offers any.
 	ALPN []string
-	// Host names for HTTP/1 requests (the Host header, port removed), with
-	// the same wildcard rule as SNI. Lowercase.
+	// Host names for HTTP requests (the Host header, port removed), with
+	// the same wildcard rule as SNI. Lowercase. At connection level the
+	// first request's Host decides; where it cannot be known yet (h2c,
+	// HTTP inside terminated TLS) host conditions pass there, and each
+	// request is routed on its own (LookupRequest).
 	Host []string
 	// Path prefixes for HTTP requests, matching whole segments: "/api"
 	// takes "/api" and "/api/v1", not "/apix". At connection level the
@@ -105,7 +108,7 @@ func (m *Match) matches(info *Info) bool {
 	if len(m.SNI) > 0 && !matchName(m.SNI, info.SNI) {
 		return false
 	}
-	if len(m.Host) > 0 && !matchName(m.Host, info.Host) {
+	if len(m.Host) > 0 && info.hostKnown && !matchName(m.Host, info.Host) {
 		return false
 	}
 	if len(m.ALPN) > 0 && !slices.ContainsFunc(info.ALPN, func(p string) bool { return slices.Contains(m.ALPN, p) }) {
@@ -124,7 +127,7 @@ func (m *Match) matches(info *Info) bool {
 // HTTP/2 connection may go elsewhere): the first route whose match takes
 // the request's Host (without port), path, client and, over TLS, SNI.
 func (t *Table) LookupRequest(r *http.Request) *Route {
-	info := Info{Protocol: HTTP, Host: requestHost(r.Host), Path: r.URL.Path, Terminated: r.TLS != nil}
+	info := Info{Protocol: HTTP, Host: requestHost(r.Host), hostKnown: true, Path: r.URL.Path, Terminated: r.TLS != nil}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		info.Client = ap
 	}

@@ -51,8 +51,9 @@ func TestTableLookup(t *testing.T) {
 		{"alpn", Info{Protocol: TLS, SNI: "x.other.org", ALPN: []string{"http/1.1", "h2"}}, "h2"},
 		{"wildcard sni", Info{Protocol: TLS, SNI: "app.example.com"}, "wild"},
 		{"no sni", Info{Protocol: TLS}, "rest"},
-		{"http host", Info{Protocol: HTTP, Host: "api.example.com"}, "api"},
-		{"http other host", Info{Protocol: HTTP, Host: "www.example.com"}, "web"},
+		{"http host", Info{Protocol: HTTP, Host: "api.example.com", hostKnown: true}, "api"},
+		{"http other host", Info{Protocol: HTTP, Host: "www.example.com", hostKnown: true}, "web"},
+		{"http host not known yet (h2c)", Info{Protocol: HTTP}, "api"},
 		{"silent", Info{Protocol: Silent}, "ftp"},
 		{"unknown", Info{Protocol: Unknown}, "rest"},
 	}

@@ -73,6 +73,9 @@ type FTP struct {
 	Pipes *Pipes
 	// Logger receives FTP events (refused commands, claims); nil logs nothing.
 	Logger *zap.Logger
+	// SendProxy, if set, starts the backend control connection with a
+	// PROXY protocol header naming the client.
+	SendProxy ProxyHeader
 }
 
 // ErrFTPLineTooLong is returned by FTP.Serve when a peer sent a control line
@@ -87,11 +90,10 @@ const maxFTPLine = 8 << 10
 // client while sniffing (usually none: FTP clients wait for the greeting).
 // Stats count the control and data bytes.
 func (f *FTP) Serve(ctx context.Context, client net.Conn, prefix []byte) (Stats, error) {
-	d := net.Dialer{Timeout: f.dialTimeout()}
-	backend, err := d.DialContext(ctx, "tcp", f.Addr)
+	backend, err := dialBackend(ctx, f.Addr, f.dialTimeout(), f.SendProxy, client.RemoteAddr(), client.LocalAddr())
 	if err != nil {
 		client.Close()
-		return Stats{}, &DialError{Addr: f.Addr, Err: err}
+		return Stats{}, err
 	}
 	s := f.newSession(ctx, client, backend, prefix)
 	return s.run(ctx)

@@ -46,7 +46,15 @@ type HTTPProxy struct {
 func NewHTTPProxy(route string, pool *Pool, transport http.RoundTripper, logger *zap.Logger) *HTTPProxy {
 	p := &HTTPProxy{Route: route, Pool: pool, PreserveHost: true, Logger: logger}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
+		Rewrite: p.rewrite,
+		// The status is noted here too: an upgrade's 101 is written by the
+		// proxy on the hijacked connection, past the recorder.
+		ModifyResponse: func(resp *http.Response) error {
+			if st := stateOf(resp.Request); st != nil {
+				st.status = resp.StatusCode
+			}
+			return nil
+		},
 		Transport:    &retryTransport{pool: pool, base: transport},
 		ErrorHandler: p.fail,
 		ErrorLog:     zap.NewStdLog(logger.With(zap.String("route", route))),

@@ -45,3 +45,12 @@ func RedirectHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 }
+
+// Forbidden answers a request from a client the route's allow/deny lists
+// refuse: 403, one access log line.
+func Forbidden(w http.ResponseWriter, r *http.Request, route string, logger *zap.Logger) {
+	logger.Info("request", zap.String("route", route), zap.String("method", r.Method), zap.String("host", r.Host),
+		zap.String("path", r.URL.Path), zap.Int("status", http.StatusForbidden), zap.String("client", r.RemoteAddr),
+		zap.String("proto", r.Proto), zap.String("outcome", "denied"))
+	http.Error(w, "403 forbidden", http.StatusForbidden)
+}

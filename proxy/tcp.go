@@ -19,6 +19,9 @@ type TCP struct {
 	IdleTimeout time.Duration
 	// Pipes is the shared splice pipe pool; nil means no pooling.
 	Pipes *Pipes
+	// SendProxy, if set, starts each backend connection with a PROXY
+	// protocol header naming the client (client.RemoteAddr()).
+	SendProxy ProxyHeader
 }
 
 // DialError reports that the backend could not be reached. The client
@@ -40,15 +43,17 @@ const defaultDialTimeout = 5 * time.Second
 // done. Serve owns client: it is closed when Serve returns. The prefix counts
 // in Stats.Up.
 func (t *TCP) Serve(ctx context.Context, client net.Conn, prefix []byte) (Stats, error) {
-	timeout := t.DialTimeout
-	if timeout <= 0 {
-		timeout = defaultDialTimeout
-	}
-	d := net.Dialer{Timeout: timeout}
-	backend, err := d.DialContext(ctx, "tcp", t.Addr)
+	return t.ServeAs(ctx, client, prefix, client.RemoteAddr(), client.LocalAddr())
+}
+
+// ServeAs is Serve for a client whose addresses are not its socket's: one
+// that came through a load balancer's PROXY header. remote and local then
+// name it in the header SendProxy sends.
+func (t *TCP) ServeAs(ctx context.Context, client net.Conn, prefix []byte, remote, local net.Addr) (Stats, error) {
+	backend, err := dialBackend(ctx, t.Addr, t.DialTimeout, t.SendProxy, remote, local)
 	if err != nil {
 		client.Close()
-		return Stats{}, &DialError{Addr: t.Addr, Err: err}
+		return Stats{}, err
 	}
 	var sent int64
 	if len(prefix) > 0 {

@@ -99,9 +99,12 @@ func (a *app) start(cfg *config.Config, hash string) error {
 		MaxSniffBytes:    cfg.SniffMaxBytes,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		DefaultSNI:       cfg.TLS.DefaultSNI,
-		Observer:         a.metrics,
-		Claim:            a.claims.Claim,
-		Logger:           a.logger,
+		Limits: mux.Limits{MaxConns: cfg.Limits.MaxConns, MaxConnsPerIP: cfg.Limits.MaxConnsPerIP,
+			RatePerIP: cfg.Limits.RatePerIP, RateBurst: cfg.Limits.RateBurst, MaxSniffs: cfg.Limits.MaxSniffs},
+		ProxyProtocol: proxyProtocol(cfg.ProxyProtocol),
+		Observer:      a.metrics,
+		Claim:         a.claims.Claim,
+		Logger:        a.logger,
 	})
 	for _, addr := range cfg.Listen {
 		a.serve(opened[addr])
@@ -238,6 +241,8 @@ func (a *app) warnRestartOnly(old, cfg *config.Config) {
 		{"tls.default_sni", old.TLS.DefaultSNI, cfg.TLS.DefaultSNI},
 		{"http_listen", old.HTTPListen, cfg.HTTPListen},
 		{"admin.listen", old.Admin.Listen, cfg.Admin.Listen},
+		{"limits", old.Limits, cfg.Limits},
+		{"proxy_protocol", fmt.Sprint(old.ProxyProtocol), fmt.Sprint(cfg.ProxyProtocol)},
 	} {
 		if s.before != s.is {
 			a.logger.Warn("setting changed: it applies after a restart", zap.String("key", s.key))
@@ -361,6 +366,14 @@ func (a *app) shutdown() {
 	a.logger.Info("stopped")
 }
 
+// proxyProtocol is the mux's PROXY protocol setting; nil when off.
+func proxyProtocol(c config.ProxyProtocol) *mux.ProxyProtocol {
+	if len(c.Trusted) == 0 {
+		return nil
+	}
+	return &mux.ProxyProtocol{Trusted: parseSources(c.Trusted), Optional: c.Optional}
+}
+
 // openListeners opens the addresses not already in have, all or none.
 func openListeners(addrs []string, have map[string]net.Listener) (map[string]net.Listener, error) {
 	opened := map[string]net.Listener{}
@@ -414,4 +427,3 @@ func storageDir(configured string) string {
 	}
 	return os.TempDir() + "/portmux-" + strconv.Itoa(os.Getuid()) + "/certs"
 }
-

@@ -49,21 +49,22 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 	}
 	var routes []mux.Route
 	l7 := map[string]http.Handler{}
-	for _, r := range cfg.Routes {
-		if r.Terminates() && r.RedirectHTTP {
-			// First, so that these names' plain requests are redirected
-			// whatever HTTP route follows.
-			routes = append(routes, mux.Route{Name: r.Name + ":redirect",
-				Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}, Host: r.Match.SNI}})
-			l7[r.Name+":redirect"] = http.HandlerFunc(proxy.RedirectHTTPS)
-		}
-	}
 	var plainServer *proxy.HTTPServer
 	plainHandoff := mux.HandlerFunc(func(ctx context.Context, c *mux.Conn) mux.Result {
 		return serveL7(ctx, plainServer, c)
 	})
 	for _, r := range cfg.Routes {
-		route := mux.Route{Name: r.Name, Match: compileMatch(r.Match)}
+		if r.Terminates() && r.RedirectHTTP {
+			// First, so that these names' plain requests are redirected
+			// whatever HTTP route follows.
+			name := r.Name + ":redirect"
+			routes = append(routes, mux.Route{Name: name, Handler: plainHandoff,
+				Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}, Host: r.Match.SNI}})
+			l7[name] = http.HandlerFunc(proxy.RedirectHTTPS)
+		}
+	}
+	for _, r := range cfg.Routes {
+		route := compileRoute(r)
 		switch {
 		case r.Terminates():
 			route.Terminate = tlsConf
@@ -76,10 +77,12 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 		}
 		routes = append(routes, route)
 	}
-	if certs != nil {
-		// Plain HTTP must reach the router for ACME HTTP-01 answers even
-		// when no HTTP route is configured: a last, implicit route.
-		routes = append(routes, mux.Route{Name: "acme-http-01", Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}}, Handler: plainHandoff})
+	if len(l7) > 0 || certs != nil {
+		// A last, implicit route takes the HTTP connections no route took,
+		// so that the router answers their requests: 404 (or the next
+		// request's route on the same connection), and ACME HTTP-01
+		// challenges even when no HTTP route is configured.
+		routes = append(routes, implicitHTTPRoute(plainHandoff))
 	}
 	g.table = mux.NewTable(routes)
 	var router http.Handler = &httpRouter{table: g.table, handlers: l7, logger: a.logger}
@@ -102,7 +105,8 @@ func (g *generation) innerTable(r config.Route) *mux.Table {
 		return serveL7(ctx, server, c)
 	})
 	add := func(r config.Route, m mux.Match) {
-		route := mux.Route{Name: r.Name, Match: m}
+		route := compileRoute(r)
+		route.Match = m
 		if r.IsHTTP() {
 			route.Handler = handoff
 			l7[r.Name] = g.httpHandler(r)
@@ -121,9 +125,22 @@ func (g *generation) innerTable(r config.Route) *mux.Table {
 		}
 		add(r, m)
 	}
+	if len(l7) > 0 {
+		routes = append(routes, implicitHTTPRoute(handoff)) // 404 and 421 answers
+	}
 	t := mux.NewTable(routes)
 	server = g.httpServer(&httpRouter{table: t, handlers: l7, logger: g.app.logger})
 	return t
+}
+
+// implicitRouteName names the implicit last HTTP route of a table; the
+// colon keeps it apart from configured names.
+const implicitRouteName = ":http"
+
+// implicitHTTPRoute takes the HTTP connections no route took, for the
+// in-process router to answer.
+func implicitHTTPRoute(h mux.Handler) mux.Route {
+	return mux.Route{Name: implicitRouteName, Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}}, Handler: h}
 }
 
 // httpServer starts an in-process HTTP server (HTTP/1.1, h2 over TLS by
@@ -170,6 +187,10 @@ type httpRouter struct {
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route := h.table.LookupRequest(r); route != nil {
 		if hh := h.handlers[route.Name]; hh != nil {
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && !route.Admits(ap.Addr().Unmap()) {
+				proxy.Forbidden(w, r, route.Name, h.logger)
+				return
+			}
 			hh.ServeHTTP(w, r)
 			return
 		}
@@ -243,7 +264,8 @@ func (g *generation) tcpHandler(r config.Route) mux.Handler {
 	if r.Match.Protocol == config.ProtocolFTP {
 		return g.ftpHandler(r)
 	}
-	t := &tcpTarget{proxy.TCP{Addr: r.To, DialTimeout: g.dialTimeout(r), IdleTimeout: g.cfg.IdleTimeout, Pipes: g.app.pipes}}
+	t := &tcpTarget{proxy.TCP{Addr: r.To, DialTimeout: g.dialTimeout(r), IdleTimeout: g.cfg.IdleTimeout, Pipes: g.app.pipes,
+		SendProxy: proxyHeader(r.SendProxy)}}
 	if r.IdleTimeout != nil {
 		t.IdleTimeout = *r.IdleTimeout
 	}
@@ -304,7 +326,8 @@ func withDefaultSNI(c *tls.Config, name string) *tls.Config {
 // ftpHandler builds the FTP gateway of an ftp route.
 func (g *generation) ftpHandler(r config.Route) mux.Handler {
 	f := &proxy.FTP{Addr: r.To, DialTimeout: g.dialTimeout(r), IdleTimeout: g.cfg.IdleTimeout,
-		Claims: g.app.claims, Pipes: g.app.pipes, Logger: g.app.logger.Named("ftp").With(zap.String("route", r.Name))}
+		Claims: g.app.claims, Pipes: g.app.pipes, Logger: g.app.logger.Named("ftp").With(zap.String("route", r.Name)),
+		SendProxy: proxyHeader(r.SendProxy)}
 	if r.IdleTimeout != nil {
 		f.IdleTimeout = *r.IdleTimeout
 	}
@@ -322,7 +345,11 @@ func (g *generation) ftpHandler(r config.Route) mux.Handler {
 		}
 	}
 	return mux.HandlerFunc(func(ctx context.Context, c *mux.Conn) mux.Result {
-		st, err := f.Serve(ctx, c.NetConn, c.Prefix)
+		// Through a Stream: it carries the client's address (a PROXY
+		// header's), which data connections are matched against. The
+		// control connection is small: no need to splice it.
+		s := c.Stream()
+		st, err := f.Serve(ctx, s, nil)
 		return mux.Result{Backend: f.Addr, Up: st.Up, Down: st.Down, Err: err, Outcome: outcomeOf(ctx, err)}
 	})
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/portmux/portmux/config"
 	"github.com/portmux/portmux/mux"
+	"github.com/portmux/portmux/proxy"
 )
 
 // protocolsOf maps a config protocol name to what mux recognises: ftp is
@@ -46,4 +47,21 @@ func parseSources(ss []string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// compileRoute turns a validated config route into a mux route with its
+// match and access lists; the caller sets what serves it.
+func compileRoute(r config.Route) mux.Route {
+	return mux.Route{Name: r.Name, Match: compileMatch(r.Match), Allow: parseSources(r.Allow), Deny: parseSources(r.Deny)}
+}
+
+// proxyHeader maps send_proxy to the relay's setting.
+func proxyHeader(v string) proxy.ProxyHeader {
+	switch v {
+	case config.ProxyV1:
+		return proxy.ProxyHeaderV1
+	case config.ProxyV2:
+		return proxy.ProxyHeaderV2
+	}
+	return proxy.NoProxyHeader
 }

@@ -25,6 +25,7 @@ type metrics struct {
 	certExpiry  *prometheus.GaugeVec     // name
 	httpReqs    *prometheus.CounterVec   // route, code
 	httpLatency *prometheus.HistogramVec // route
+	refused     *prometheus.CounterVec   // reason
 }
 
 func newMetrics() *metrics {
@@ -52,9 +53,11 @@ func newMetrics() *metrics {
 			Help: "Proxied HTTP requests by route and status code."}, []string{"route", "code"}),
 		httpLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "portmux_http_request_duration_seconds",
 			Help: "Proxied HTTP request durations.", Buckets: prometheus.DefBuckets}, []string{"route"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "portmux_connections_refused_total",
+			Help: "Connections refused before sniffing, by reason (limits, PROXY header)."}, []string{"reason"}),
 	}
 	m.registry.MustRegister(m.conns, m.active, m.bytes, m.duration, m.sniff, m.dialErrors, m.reloads, m.configInfo,
-		m.certExpiry, m.httpReqs, m.httpLatency,
+		m.certExpiry, m.httpReqs, m.httpLatency, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"ok", "failed"} {
 		m.reloads.WithLabelValues(r) // present at 0 before the first reload
@@ -96,6 +99,11 @@ func (m *metrics) Finished(info *mux.Info, route string, started bool, res *mux.
 	if outcome == mux.OutcomeDialFailed {
 		m.dialErrors.WithLabelValues(route).Inc()
 	}
+}
+
+// Refused implements mux.Observer.
+func (m *metrics) Refused(reason string) {
+	m.refused.WithLabelValues(reason).Inc()
 }
 
 // setConfig records the hash of the config now in use.

@@ -130,7 +130,7 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) 
 type tcpTarget struct{ proxy.TCP }
 
 func (t *tcpTarget) ServeConn(ctx context.Context, c *mux.Conn) mux.Result {
-	st, err := t.Serve(ctx, c.NetConn, c.Prefix)
+	st, err := t.ServeAs(ctx, c.NetConn, c.Prefix, c.RemoteAddr(), c.LocalAddr())
 	return mux.Result{Backend: t.Addr, Up: st.Up, Down: st.Down, Err: err, Outcome: outcomeOf(ctx, err)}
 }
 

@@ -1,0 +1,121 @@
+package test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// TestE2EHTTPSSSHInsideTLS: a terminating route re-sniffs the decrypted stream.
+// A real SSH client speaking over a tls.Conn (no ALPN) reaches the nested ssh
+// route's server and runs a command; an h2 client on the same route still
+// reaches the HTTP target.
+func TestE2EHTTPSSSHInsideTLS(t *testing.T) {
+	backend := startL7Backend(t, "app")
+	sshd := startSSHServer(t)
+	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+  - name: app
+    match: {protocol: tls, sni: [localhost]}
+    tls: terminate
+    to: http://%s
+    routes:
+      - name: ssh-in-tls
+        match: {protocol: ssh}
+        to: %s
+`, backend.Addr(), sshd.Addr())
+	pm := startPortmux(t, yaml)
+	pm.WaitLog(t, certObtained("localhost"), time.Minute)
+	roots := poolFromPEM(t, portmuxTrust(t, yaml))
+
+	t.Run("ssh", func(t *testing.T) {
+		tc, local, err := tlsDial(pm.Addr(), &tls.Config{ServerName: "localhost", RootCAs: roots})
+		if err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		defer tc.Close()
+		tc.SetDeadline(time.Now().Add(60 * time.Second)) // hang guard
+		sc, chans, reqs, err := ssh.NewClientConn(tc, pm.Addr(), &ssh.ClientConfig{
+			User:            sshUser,
+			Auth:            []ssh.AuthMethod{ssh.Password(sshPassword)},
+			HostKeyCallback: ssh.FixedHostKey(sshd.HostKey),
+			Timeout:         10 * time.Second,
+		})
+		if err != nil {
+			t.Fatalf("SSH handshake inside TLS: %v", err)
+		}
+		client := ssh.NewClient(sc, chans, reqs)
+		var out bytes.Buffer
+		in := "hello through TLS then SSH\n"
+		if _, err := sshRun(client, "cat", strings.NewReader(in), &out); err != nil {
+			t.Fatalf("ssh cat: %v", err)
+		}
+		if out.String() != in {
+			t.Errorf("cat echoed %q; want %q", out.String(), in)
+		}
+		if err := sshGen(client, 1<<20+11); err != nil {
+			t.Errorf("ssh gen 1 MiB inside TLS: %v", err)
+		}
+		client.Close()
+		cl := pm.WaitLog(t, connOf(local), 10*time.Second)
+		checkFields(t, cl, map[string]string{"protocol": "tls", "route": "app", "sni": "localhost",
+			"inner_protocol": "ssh", "inner_route": "ssh-in-tls", "backend": sshd.Addr(), "outcome": "ok"})
+	})
+
+	t.Run("h2 on the same route", func(t *testing.T) {
+		c := newHTTPSClient(t, pm.Addr(), roots, true)
+		seen, resp, err := c.getSeen("https://localhost:" + portOf(t, pm.Addr()) + "/beside-ssh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ProtoMajor != 2 || seen.Backend != "app" {
+			t.Errorf("proto %s backend %q; want HTTP/2 from app", resp.Proto, seen.Backend)
+		}
+	})
+}
+
+// TestE2EHTTPSRedirectHTTP: with redirect_http, a plain HTTP request to the same
+// port for one of the route's names gets a 308 to https on that port, path and
+// query kept; the backend sees nothing.
+func TestE2EHTTPSRedirectHTTP(t *testing.T) {
+	backend := startL7Backend(t, "app")
+	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+  - name: app
+    match: {protocol: tls, sni: [localhost]}
+    tls: terminate
+    redirect_http: true
+    to: http://%s
+`, backend.Addr())
+	pm := startPortmux(t, yaml)
+	port := portOf(t, pm.Addr())
+	hc := newL7Client(t, pm.Addr(), "")
+
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			resp, body, err := hc.do(method, "http://localhost:"+port+"/some/path?q=1", "", nil, strings.NewReader("x"))
+			if err != nil {
+				t.Fatalf("plain %s: %v", method, err)
+			}
+			want := "https://localhost:" + port + "/some/path?q=1"
+			if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+				t.Errorf("got %s Location %q (body %q); want 308 Location %q", resp.Status, resp.Header.Get("Location"), body, want)
+			}
+		})
+	}
+	if backend.Hits() != 0 {
+		t.Errorf("backend got %d plain request(s); want 0 (redirected)", backend.Hits())
+	}
+
+	// The redirect target works.
+	pm.WaitLog(t, certObtained("localhost"), time.Minute)
+	roots := poolFromPEM(t, portmuxTrust(t, yaml))
+	c := newHTTPSClient(t, pm.Addr(), roots, true)
+	if _, _, err := c.getSeen("https://localhost:" + port + "/some/path?q=1"); err != nil {
+		t.Errorf("following the redirect: %v", err)
+	}
+}

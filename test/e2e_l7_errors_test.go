@@ -1,0 +1,262 @@
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestE2EL7Errors: the reverse proxy's own answers. Upstream unreachable 502,
+// no response headers within response_header_timeout 504, body over
+// max_body_bytes 413, no route for the Host 404 (on a fresh connection and on
+// a keep-alive one). Each request gets exactly one "request" log line with its
+// status.
+func TestE2EL7Errors(t *testing.T) {
+	backend := startL7Backend(t, "web")
+	dead := closedPort(t)
+	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+  - name: dead
+    match: {protocol: http, host: [dead.test]}
+    to: http://%s
+  - name: slow
+    match: {protocol: http, host: [slow.test]}
+    response_header_timeout: 500ms
+    to: http://%s
+  - name: small
+    match: {protocol: http, host: [small.test]}
+    max_body_bytes: 1024
+    to: http://%s
+  - name: web
+    match: {protocol: http, host: [web.test]}
+    to: http://%s
+`, dead, backend.Addr(), backend.Addr(), backend.Addr()))
+
+	type check struct {
+		path, route string
+		status      int
+	}
+	var checks []check
+	expect := func(t *testing.T, resp *http.Response, body []byte, err error, want int) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("got error %v; want %d", err, want)
+		}
+		if resp.StatusCode != want {
+			t.Errorf("got %s %q; want %d", resp.Status, body, want)
+		}
+	}
+
+	t.Run("502 upstream unreachable", func(t *testing.T) {
+		hc := newL7Client(t, pm.Addr(), "")
+		resp, body, err := hc.do(http.MethodGet, "http://dead.test/e502", "", nil, nil)
+		expect(t, resp, body, err, http.StatusBadGateway)
+		checks = append(checks, check{"/e502", "dead", http.StatusBadGateway})
+	})
+
+	t.Run("504 no response headers in time", func(t *testing.T) {
+		hc := newL7Client(t, pm.Addr(), "")
+		before := backend.Hits()
+		resp, body, err := hc.do(http.MethodGet, "http://slow.test/slow?ms=20000", "", nil, nil)
+		expect(t, resp, body, err, http.StatusGatewayTimeout)
+		if backend.Hits() == before {
+			t.Errorf("the slow upstream never got the request; the 504 must come from waiting on it")
+		}
+		checks = append(checks, check{"/slow", "slow", http.StatusGatewayTimeout})
+		// The route still works for a fast answer.
+		resp, body, err = hc.do(http.MethodGet, "http://slow.test/slow-fast", "", nil, nil)
+		expect(t, resp, body, err, http.StatusOK)
+	})
+
+	t.Run("413 body over max_body_bytes", func(t *testing.T) {
+		hc := newL7Client(t, pm.Addr(), "")
+		resp, body, err := hc.do(http.MethodPost, "http://small.test/sink-ok", "", nil, bytes.NewReader(make([]byte, 1000)))
+		expect(t, resp, body, err, http.StatusOK)
+		resp, body, err = hc.do(http.MethodPost, "http://small.test/sink-big", "", nil, bytes.NewReader(make([]byte, 4096)))
+		expect(t, resp, body, err, http.StatusRequestEntityTooLarge)
+		checks = append(checks, check{"/sink-big", "small", http.StatusRequestEntityTooLarge})
+		// Chunked: the size is only known while streaming.
+		hc2 := newL7Client(t, pm.Addr(), "")
+		resp, body, err = hc2.do(http.MethodPost, "http://small.test/sink-big-chunked", "", nil, struct{ io.Reader }{bytes.NewReader(make([]byte, 4096))})
+		expect(t, resp, body, err, http.StatusRequestEntityTooLarge)
+		checks = append(checks, check{"/sink-big-chunked", "small", http.StatusRequestEntityTooLarge})
+	})
+
+	t.Run("404 no route, keep-alive connection", func(t *testing.T) {
+		hc := newL7Client(t, pm.Addr(), "")
+		hc.Tr.MaxConnsPerHost = 1
+		resp, body, err := hc.do(http.MethodGet, "http://portmux.test/first", "web.test", nil, nil)
+		expect(t, resp, body, err, http.StatusOK)
+		resp, body, err = hc.do(http.MethodGet, "http://portmux.test/e404-keepalive", "nope.test", nil, nil)
+		expect(t, resp, body, err, http.StatusNotFound)
+		if n := len(hc.Locals()); n != 1 {
+			t.Errorf("%d connections; want both requests on one", n)
+		}
+		checks = append(checks, check{"/e404-keepalive", "", http.StatusNotFound})
+	})
+
+	t.Run("404 no route, fresh connection", func(t *testing.T) {
+		hc := newL7Client(t, pm.Addr(), "")
+		resp, body, err := hc.do(http.MethodGet, "http://nope.test/e404-fresh", "", nil, nil)
+		if err != nil {
+			locals := hc.Locals()
+			l, _ := pm.waitFor(connOf(locals[len(locals)-1]), 10*time.Second)
+			t.Fatalf("first request on a new connection for a Host no route takes: %v; want 404 Not Found\nportmux: %s", err, l.Raw)
+		}
+		expect(t, resp, body, err, http.StatusNotFound)
+		checks = append(checks, check{"/e404-fresh", "", http.StatusNotFound})
+	})
+
+	pm.Stop(t) // every line written
+	for _, c := range checks {
+		lines := pm.Find(requestLog(c.path))
+		if len(lines) != 1 {
+			t.Errorf("%s: %d request lines; want 1", c.path, len(lines))
+			for _, l := range lines {
+				t.Logf("  %s", l.Raw)
+			}
+			continue
+		}
+		if got := numField(lines[0], "status"); got != c.status {
+			t.Errorf("%s: request line status %d; want %d\nline: %s", c.path, got, c.status, lines[0].Raw)
+		}
+		checkFields(t, lines[0], map[string]string{"route": c.route})
+	}
+}
+
+// TestE2EL7Misdirected: over terminated TLS, a request no route takes gets 421
+// when its Host is not the connection's SNI, and 404 when it is. Two ways to
+// route the decrypted requests: nested routes by path and by host.
+func TestE2EL7Misdirected(t *testing.T) {
+	backend := startL7Backend(t, "app")
+	type req struct {
+		path, host string
+		want       int
+	}
+	for _, tc := range []struct {
+		name, match string
+		reqs        []req
+	}{
+		{"nested route by path", "{protocol: http, path: [/app]}", []req{
+			{"/app/ok", "localhost", http.StatusOK},
+			{"/app/any-host", "other.test", http.StatusOK}, // the path route takes any Host
+			{"/nothing", "localhost", http.StatusNotFound},
+			{"/nothing-other", "other.test", http.StatusMisdirectedRequest},
+		}},
+		{"nested route by host", "{protocol: http, host: [localhost]}", []req{
+			{"/ok", "localhost", http.StatusOK},
+			{"/other", "other.test", http.StatusMisdirectedRequest},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+  - name: site
+    match: {protocol: tls, sni: [localhost]}
+    tls: terminate
+    routes:
+      - name: site-app
+        match: %s
+        to: http://%s
+`, tc.match, backend.Addr())
+			pm := startPortmux(t, yaml)
+			pm.WaitLog(t, certObtained("localhost"), time.Minute)
+			roots := poolFromPEM(t, portmuxTrust(t, yaml))
+			base := "https://localhost:" + portOf(t, pm.Addr())
+			for _, h2 := range []bool{true, false} {
+				c := newHTTPSClient(t, pm.Addr(), roots, h2)
+				for _, r := range tc.reqs {
+					req, _ := http.NewRequest(http.MethodGet, base+r.path, nil)
+					req.Host = r.host // the SNI stays localhost (the URL's host)
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Errorf("h2=%v GET %s Host %s: %v; want %d", h2, r.path, r.host, err, r.want)
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != r.want {
+						t.Errorf("h2=%v GET %s Host %s: %s %q; want %d", h2, r.path, r.host, resp.Status, body, r.want)
+					}
+				}
+				c.Tr.CloseIdleConnections()
+			}
+		})
+	}
+}
+
+// TestE2EL7Slowloris: a client that sends its request headers one line every
+// 200ms is cut off at http.read_header_timeout (1s) before it finishes, while
+// a normal client is served in the meantime. Order, not timing: the slow
+// client's plan (15s of header lines) never completes.
+func TestE2EL7Slowloris(t *testing.T) {
+	backend := startL7Backend(t, "web")
+	pm := startPortmux(t, l7Header("http: {read_header_timeout: 1s}\n")+fmt.Sprintf(`routes:
+  - name: web
+    match: {protocol: http}
+    to: http://%s
+`, backend.Addr()))
+
+	c, err := dialTCP(pm.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	local := c.LocalAddr().String()
+	c.SetDeadline(time.Now().Add(60 * time.Second)) // hang guard
+	if _, err := io.WriteString(c, "GET /slowloris HTTP/1.1\r\nHost: web.test\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The reader learns when portmux closes the connection (or answers).
+	type readResult struct {
+		data []byte
+		err  error
+	}
+	closed := make(chan readResult, 1)
+	go func() {
+		b, err := io.ReadAll(bufio.NewReader(c))
+		closed <- readResult{b, err}
+	}()
+
+	// Meanwhile a normal client is served.
+	hc := newL7Client(t, pm.Addr(), "")
+	if seen, _, err := hc.getSeen("http://web.test/good", "", nil); err != nil || seen.Path != "/good" {
+		t.Fatalf("normal client while the slow one dribbles: %v", err)
+	}
+
+	const drips = 75 // 15s at 200ms
+	cut := false
+	var res readResult
+loop:
+	for i := 0; i < drips; i++ {
+		select {
+		case res = <-closed:
+			cut = true
+			break loop
+		case <-time.After(200 * time.Millisecond):
+		}
+		if _, err := fmt.Fprintf(c, "X-Drip-%d: a\r\n", i); err != nil {
+			cut = true // reset: the connection is gone
+			break
+		}
+	}
+	if !cut {
+		io.WriteString(c, "\r\n")
+		res = <-closed
+		t.Fatalf("portmux read %d header lines over 15s and answered %q; want the connection cut at read_header_timeout (1s)", drips, res.data)
+	}
+	if bytes.Contains(res.data, []byte("HTTP/1.1 200")) {
+		t.Errorf("slow client got a 200: %q", res.data)
+	}
+	if res.err != nil && !isClosedErr(res.err) && !errors.Is(res.err, io.EOF) {
+		t.Logf("slow client read ended with %v", res.err)
+	}
+	if backend.Hits() != 1 {
+		t.Errorf("backend got %d requests; want 1 (only the normal client's)", backend.Hits())
+	}
+	cl := pm.WaitLog(t, connOf(local), 10*time.Second)
+	t.Logf("slow client: got %q; connection line: %s", res.data, cl.Raw)
+}
