@@ -67,7 +67,19 @@ func TestSectionProblems(t *testing.T) {
 
 		// tls.storage, default_sni, trusted_roots.
 		{"relative storage", withRoutes("tls: {storage: certs}", route),
-			`config: tls.storage: must be an absolute path, got "certs"`},
+			`config: tls.storage: must be an absolute path or a redis:// or rediss:// URL, got "certs"`},
+		{"storage url of another scheme", withRoutes("tls: {storage: 'http://redis:6379'}", route),
+			`config: tls.storage: unsupported URL scheme "http": want an absolute path or a redis:// or rediss:// URL`},
+		{"redis storage without host", withRoutes("tls: {storage: 'redis:///0'}", route),
+			`config: tls.storage: invalid Redis URL "redis:///0": missing host`},
+		{"redis storage bad port", withRoutes("tls: {storage: 'redis://u:s3cret@redis:port/0'}", route),
+			`config: tls.storage: invalid Redis URL: invalid port ":port" after host`},
+		{"redis storage port out of range", withRoutes("tls: {storage: 'redis://u:s3cret@redis:70000/0'}", route),
+			`config: tls.storage: invalid Redis URL "redis://u:xxxxx@redis:70000/0": port out of range`},
+		{"redis storage bad database", withRoutes("tls: {storage: 'rediss://redis/zero'}", route),
+			`config: tls.storage: invalid Redis URL "rediss://redis/zero": the path must be a database number such as /0, got "/zero"`},
+		{"redis storage with fragment", withRoutes("tls: {storage: 'redis://redis/0#x'}", route),
+			`config: tls.storage: invalid Redis URL "redis://redis/0#x": must not contain a fragment`},
 		{"wildcard default sni", withRoutes("tls: {default_sni: '*.example.com'}", route),
 			`config: tls.default_sni: invalid name "*.example.com": wildcards are not allowed`},
 		{"default sni with port", withRoutes("tls: {default_sni: 'example.com:443'}", route),
@@ -142,6 +154,10 @@ func TestSectionsValid(t *testing.T) {
 		{"ask with a query", withRoutes("tls: {on_demand: {ask: 'https://auth.example/ok?token=x'}}", route)},
 		{"zero rate limit is unlimited", withRoutes("tls: {on_demand: {allow: [a.com], rate_limit: 0}}", route)},
 		{"http limits", withRoutes("http: {max_header_bytes: 4096, idle_timeout: 0s}", route)},
+		{"storage directory", withRoutes("tls: {storage: /var/lib/portmux/certs}", terminating)},
+		{"redis storage", withRoutes("tls: {storage: 'redis://redis:6379/0'}", terminating)},
+		{"redis storage defaults", withRoutes("tls: {storage: 'redis://10.0.0.5'}", terminating)},
+		{"redis storage with password and options", withRoutes("tls: {storage: 'rediss://portmux:s3cret@[2001:db8::5]:6380/2?prefix=eu&lock_ttl=30s'}", terminating)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

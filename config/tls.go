@@ -27,9 +27,10 @@ type TLS struct {
 	// and hold at least one CERTIFICATE block; Validate reads it.
 	TrustedRoots string `koanf:"trusted_roots"`
 
-	// Storage is the directory for certificates and keys. If set, it must
-	// be an absolute path. The empty string (the default) leaves the
-	// choice to the program, which uses a per-OS default.
+	// Storage is where certificates and keys are kept: an absolute
+	// directory path, or a Redis URL (redis:// or rediss://) that several
+	// replicas share. The empty string (the default) leaves the choice to
+	// the program, which uses a per-user data directory.
 	Storage string `koanf:"storage"`
 
 	// DefaultSNI is the name whose certificate is used for ClientHellos

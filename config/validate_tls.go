@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -53,8 +55,10 @@ func (t *TLS) validate(p *problems, terminates bool) {
 			p.add("tls.trusted_roots", "%v", err)
 		}
 	}
-	if t.Storage != "" && !filepath.IsAbs(t.Storage) {
-		p.add("tls.storage", "must be an absolute path, got %q", t.Storage)
+	if t.Storage != "" {
+		if err := checkStorage(t.Storage); err != nil {
+			p.add("tls.storage", "%v", err)
+		}
 	}
 	if t.DefaultSNI != "" {
 		if err := checkCertName(t.DefaultSNI); err != nil {
@@ -86,6 +90,44 @@ func (o *OnDemand) validate(p *problems) {
 		p.add("tls.on_demand.rate_limit", "must not be negative, got %d", o.RateLimit)
 	}
 	checkDuration(p, "tls.on_demand.rate_window", o.RateWindow, 1, 0)
+}
+
+// checkStorage checks tls.storage: an absolute directory path, or the URL
+// of a Redis server shared by replicas, redis://[user:password@]host[:port][/db]
+// or rediss:// (TLS). Query parameters are left to the storage, which
+// checks them at startup. Messages never repeat a URL's password.
+func checkStorage(s string) error {
+	scheme, _, isURL := strings.Cut(s, "://")
+	if !isURL {
+		if !filepath.IsAbs(s) {
+			return fmt.Errorf("must be an absolute path or a redis:// or rediss:// URL, got %q", s)
+		}
+		return nil
+	}
+	if !strings.EqualFold(scheme, "redis") && !strings.EqualFold(scheme, "rediss") {
+		return fmt.Errorf("unsupported URL scheme %q: want an absolute path or a redis:// or rediss:// URL", scheme)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // ue.Error() would repeat the URL, password included
+		}
+		return fmt.Errorf("invalid Redis URL: %v", err)
+	}
+	shown := u.Redacted()
+	if err := checkURLHost(u); err != nil {
+		return fmt.Errorf("invalid Redis URL %q: %v", shown, err)
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return fmt.Errorf("invalid Redis URL %q: the path must be a database number such as /0, got %q", shown, u.Path)
+		}
+	}
+	if u.Fragment != "" || strings.Contains(s, "#") {
+		return fmt.Errorf("invalid Redis URL %q: must not contain a fragment", shown)
+	}
+	return nil
 }
 
 // checkRoots checks that the file at path is a regular file of PEM blocks

@@ -230,13 +230,23 @@ func randomSerial() (*big.Int, error) {
 }
 
 // RootPEMFromStorage returns the internal CA's root certificate (PEM) kept
-// in the certmagic FileStorage at storageDir, for a `portmux trust` command.
-// It never creates a root: if none exists yet the error wraps fs.ErrNotExist.
+// in the storage Options.Storage would name (a FileStorage directory or a
+// Redis URL), for a `portmux trust` command. It never creates a root: if
+// none exists yet the error wraps fs.ErrNotExist.
 func RootPEMFromStorage(ctx context.Context, storageDir string) ([]byte, error) {
-	s := &certmagic.FileStorage{Path: storageDir}
+	var s certmagic.Storage = &certmagic.FileStorage{Path: storageDir}
+	where := storageDir
+	if IsRedisURL(storageDir) {
+		rs, err := NewRedisStorage(storageDir, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer rs.Close()
+		s, where = rs, rs.display
+	}
 	b, err := s.Load(ctx, rootCertKey)
 	if err != nil {
-		return nil, fmt.Errorf("internal ca root in %s (created at the first certificate with ca: internal): %w", storageDir, err)
+		return nil, fmt.Errorf("internal ca root in %s (created at the first certificate with ca: internal): %w", where, err)
 	}
 	if _, err := parseCertPEM(b); err != nil {
 		return nil, err

@@ -25,15 +25,16 @@ var (
 // Manager obtains, renews and serves certificates. Create it with New and
 // stop it with Close. Its methods are safe for concurrent use.
 type Manager struct {
-	log       *zap.Logger
-	storage   certmagic.Storage
-	cache     *certmagic.Cache
-	static    *certmagic.Config     // obtains the names given to Manage up front
-	dynamic   *certmagic.Config     // on-demand; nil without Options.OnDemand
-	acme      *certmagic.ACMEIssuer // nil for the internal CA
-	internal  *internalCA           // nil for ACME
-	issuerKey string
-	policy    *onDemandPolicy // nil without on-demand
+	log          *zap.Logger
+	storage      certmagic.Storage
+	closeStorage func() // releases Redis locks and connections
+	cache        *certmagic.Cache
+	static       *certmagic.Config     // obtains the names given to Manage up front
+	dynamic      *certmagic.Config     // on-demand; nil without Options.OnDemand
+	acme         *certmagic.ACMEIssuer // nil for the internal CA
+	internal     *internalCA           // nil for ACME
+	issuerKey    string
+	policy       *onDemandPolicy // nil without on-demand
 
 	// ctx ends background work (obtain retries) when Close cancels it.
 	ctx    context.Context
@@ -45,8 +46,9 @@ type Manager struct {
 }
 
 // New validates opts and builds the certmagic cache, configs and issuer.
-// It touches only the local storage directory, never the network, so a CA
-// that is down cannot delay startup.
+// It touches only the local storage directory, never the network (a Redis
+// storage is dialed at its first use), so a CA or Redis that is down
+// cannot delay startup.
 func New(opts Options) (*Manager, error) {
 	dir, err := opts.validate()
 	if err != nil {
@@ -56,13 +58,15 @@ func New(opts Options) (*Manager, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if err := prepareStorageDir(opts.Storage, log); err != nil {
+	storage, closeStorage, err := openStorage(opts.Storage, log)
+	if err != nil {
 		return nil, err
 	}
 	m := &Manager{
-		log:     log,
-		storage: &certmagic.FileStorage{Path: opts.Storage},
-		managed: map[string]bool{},
+		log:          log,
+		storage:      storage,
+		closeStorage: closeStorage,
+		managed:      map[string]bool{},
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	cmLog := log.Named("certmagic")
@@ -90,7 +94,13 @@ func New(opts Options) (*Manager, error) {
 			DisableTLSALPNChallenge: opts.DisableTLSALPNChallenge,
 			AltHTTPPort:             opts.ChallengePort,
 			AltTLSALPNPort:          opts.ChallengePort,
-			Logger:                  cmLog.Named("acme"),
+			// Distributed solvers (certmagic's default, kept explicit):
+			// the challenge tokens go to storage too, so with a shared
+			// storage the replica the CA reaches answers HTTP-01
+			// (HTTPChallengeHandler) and TLS-ALPN-01 (TLSConfig) even if
+			// another one placed the order.
+			DisableDistributedSolvers: false,
+			Logger:                    cmLog.Named("acme"),
 		}
 		if opts.EAB != nil {
 			tmpl.ExternalAccount = &acme.EAB{KeyID: opts.EAB.KeyID, MACKey: opts.EAB.MACKey}
@@ -280,8 +290,10 @@ func (m *Manager) RootPEM(ctx context.Context) ([]byte, error) {
 }
 
 // Close stops background work: obtain retries, and certmagic's cache
-// maintenance (renewals), waiting for the latter to end. Certificates
-// already cached can still be served. Close is idempotent.
+// maintenance (renewals), waiting for the latter to end. A Redis storage
+// releases the locks it still holds, so other replicas take over at once,
+// and is closed. Certificates already cached can still be served. Close
+// is idempotent.
 func (m *Manager) Close() {
 	m.once.Do(func() {
 		m.cancel()
@@ -289,5 +301,6 @@ func (m *Manager) Close() {
 		if m.policy != nil {
 			m.policy.close()
 		}
+		m.closeStorage()
 	})
 }

@@ -38,9 +38,14 @@ type Options struct {
 	Agreed bool
 	// EAB is the external account binding. Required for "zerossl".
 	EAB *EAB
-	// Storage is the directory of the certmagic FileStorage. certmagic writes
-	// files 0600 and directories 0700; New creates the directory 0700 if it
-	// is missing and warns if an existing one is open to other users.
+	// Storage is where certificates, keys, the ACME account, challenge
+	// tokens and the internal CA live: either the directory of a certmagic
+	// FileStorage (certmagic writes files 0600 and directories 0700; New
+	// creates the directory 0700 if it is missing and warns if an existing
+	// one is open to other users), or a Redis URL, redis://host:6379/0 or
+	// rediss:// for TLS (see NewRedisStorage), which replicas share: they
+	// then obtain each certificate once and answer each other's ACME
+	// challenges.
 	Storage string
 	// ChallengePort is the mux port. certmagic's solvers see it in use and
 	// trust the mux to answer: TLS-ALPN-01 inside TLSConfig's handshakes,
@@ -183,6 +188,21 @@ func rootPool(pemBytes []byte) (*x509.CertPool, error) {
 		return nil, errors.New("trusted roots: no certificate found in PEM")
 	}
 	return pool, nil
+}
+
+// openStorage returns the storage Options.Storage names and its closer.
+func openStorage(storage string, log *zap.Logger) (certmagic.Storage, func(), error) {
+	if IsRedisURL(storage) {
+		rs, err := NewRedisStorage(storage, log.Named("storage"))
+		if err != nil {
+			return nil, nil, err
+		}
+		return rs, func() { rs.Close() }, nil
+	}
+	if err := prepareStorageDir(storage, log); err != nil {
+		return nil, nil, err
+	}
+	return &certmagic.FileStorage{Path: storage}, func() {}, nil
 }
 
 // prepareStorageDir creates dir 0700, or warns if an existing one is open

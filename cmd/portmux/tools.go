@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/portmux/portmux/config"
@@ -33,7 +34,7 @@ func cmdTrust(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	pem, err := tlsutil.RootPEMFromStorage(ctx, dir)
 	if err != nil {
-		fmt.Fprintf(stderr, "portmux trust: no internal CA root in %s yet (portmux creates it when it first serves a terminating route): %v\n", dir, err)
+		fmt.Fprintf(stderr, "portmux trust: no internal CA root in %s yet (portmux creates it when it first serves a terminating route): %v\n", redacted(dir), err)
 		return 1
 	}
 	stdout.Write(pem)
@@ -86,4 +87,13 @@ func dialable(addr string) string {
 		return "127.0.0.1" + addr[7:]
 	}
 	return addr
+}
+
+// redacted removes a password from a storage URL before it is shown.
+func redacted(storage string) string {
+	u, err := url.Parse(storage)
+	if err != nil || u.User == nil {
+		return storage
+	}
+	return u.Redacted()
 }
