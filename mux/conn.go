@@ -43,7 +43,8 @@ type Conn struct {
 	// can splice.
 	NetConn net.Conn
 	// Prefix holds the bytes the sniffer already read from NetConn. A handler
-	// must deliver them before anything it reads from NetConn.
+	// must deliver them before anything it reads from NetConn. The slice is
+	// the handler's until ServeConn returns (its buffer is then reused).
 	Prefix []byte
 	// Info describes the connection.
 	Info Info

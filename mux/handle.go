@@ -32,29 +32,34 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	ac := mc.Conn.(*acceptedConn)
 	s.limits.sniffed()
 	defer s.limits.closed(ac.client.Addr())
-	info := Info{Protocol: p, Listener: listener, Client: ac.client}
-
-	prefix, err := drainPrefix(mc, make([]byte, 0, 512))
+	// One allocation for the connection's state; the prefix buffer is
+	// pooled (Conn.Prefix is the handler's only until ServeConn returns).
+	cs := &connection{Conn: Conn{Info: Info{Protocol: p, Listener: listener, Client: ac.client}}}
+	info, res := &cs.Info, &cs.res
+	bp := s.prefixes.Get().(*[]byte)
+	prefix, err := drainPrefix(mc, p, (*bp)[:0])
+	defer func() {
+		if cap(prefix) <= maxPooledPrefix {
+			*bp = prefix[:0]
+			s.prefixes.Put(bp)
+		}
+	}()
 	// Drained: a PROXY protocol wrapper holds no buffered byte any more,
 	// so the socket itself can be relayed (spliced).
 	raw := rawTCP(ac.Conn)
 	outcome := ""
 	if err == nil {
 		deadline := ac.at.Add(s.opts.SniffTimeout)
-		prefix, outcome = s.complete(raw, prefix, deadline, table, &info)
+		prefix, outcome = s.complete(raw, prefix, deadline, table, info)
 	} else {
 		outcome = OutcomeClientClosed
 	}
 	obs := s.opts.Observer
 	obs.Sniffed(info.Protocol, time.Since(ac.at))
-	var (
-		res   Result
-		route *Route
-		inner *Route
-		iinfo *Info
-	)
+	var route, inner *Route
+	var iinfo *Info
 	if outcome == "" {
-		route = table.Lookup(&info)
+		route = table.Lookup(info)
 		if route == nil {
 			outcome = OutcomeNoRoute
 			if p == Unknown {
@@ -66,33 +71,44 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	switch {
 	case route == nil:
 		raw.Close()
-		res = Result{Outcome: outcome, Up: int64(len(prefix))}
+		*res = Result{Outcome: outcome, Up: int64(len(prefix))}
 	case !route.Admits(info.Client.Addr()):
 		raw.Close()
-		res = Result{Outcome: OutcomeDenied, Up: int64(len(prefix))}
+		*res = Result{Outcome: OutcomeDenied, Up: int64(len(prefix))}
 	case raw.SetReadDeadline(time.Time{}) != nil:
 		raw.Close()
-		res = Result{Outcome: OutcomeClientClosed}
+		*res = Result{Outcome: OutcomeClientClosed}
 	default:
 		started = true
-		obs.Started(&info, route.Name)
-		c := &Conn{NetConn: raw, Prefix: prefix, Info: info}
+		obs.Started(info, route.Name)
+		c := &cs.Conn
+		c.NetConn, c.Prefix = raw, prefix
 		if raw != ac.Conn { // PROXY protocol: addresses from the header
 			c.remote, c.local = ac.RemoteAddr(), ac.LocalAddr()
 		}
 		if route.Terminate != nil {
-			res, inner, iinfo = s.serveTerminated(route, c)
+			*res, inner, iinfo = s.serveTerminated(route, c)
 		} else {
-			res = route.Handler.ServeConn(s.hardCtx, c)
+			*res = route.Handler.ServeConn(s.hardCtx, c)
 		}
 	}
-	s.logConn(ac.at, &info, route, &res, inner, iinfo)
+	s.logConn(ac.at, info, route, res, inner, iinfo)
 	name := ""
 	if route != nil {
 		name = route.Name
 	}
-	obs.Finished(&info, name, started, &res, time.Since(ac.at))
+	obs.Finished(info, name, started, res, time.Since(ac.at))
 }
+
+// connection is the state handle keeps for one connection.
+type connection struct {
+	Conn
+	res Result
+}
+
+// maxPooledPrefix bounds the prefix buffers kept for reuse: a large
+// ClientHello's buffer is left to the garbage collector.
+const maxPooledPrefix = 16 << 10
 
 // complete reads what routing still needs after cmux's verdict: the rest of
 // a TLS ClientHello (for SNI and ALPN), or HTTP headers up to Host when some

@@ -74,6 +74,7 @@ type Server struct {
 	refusals *zap.Logger // sampled: a flood of refusals must not flood the log
 	limits   *limiter
 	sniffer  *sniffer
+	prefixes sync.Pool // *[]byte: connections' sniffed bytes
 	table    atomic.Pointer[Table]
 
 	mu        sync.Mutex
@@ -113,6 +114,7 @@ func NewServer(table *Table, opts Options) *Server {
 		sniffer:   newSniffer(opts.MaxSniffBytes),
 		listeners: make(map[net.Listener]struct{}),
 	}
+	s.prefixes.New = func() any { b := make([]byte, 0, 2*sniffChunk); return &b }
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
 	s.table.Store(table)
 	return s

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,31 +54,36 @@ func (s *sniffer) sniff(r io.Reader, decide func([]byte) verdict) bool {
 	return false
 }
 
-// accumulate makes a stateless whole-prefix sniffer incremental: the short
-// prefixes of TLS and SSH fit the small array, longer inputs never need more.
-type accumulate struct {
-	b      [8]byte
-	n      int
-	decide func([]byte) verdict
+// sniffPrefix runs decide, a sniffer that needs only a short prefix (TLS,
+// SSH), on everything read so far, in the pooled buffer: no state of its
+// own, so nothing to allocate per connection.
+func (s *sniffer) sniffPrefix(r io.Reader, decide func([]byte) verdict) bool {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := *bp
+	for total := 0; total < len(buf); {
+		n, err := r.Read(buf[total:])
+		total += n
+		if n > 0 {
+			switch decide(buf[:total]) {
+			case matched:
+				return true
+			case rejected:
+				return false
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
 }
 
-func (a *accumulate) feed(p []byte) verdict {
-	a.n += copy(a.b[a.n:], p)
-	return a.decide(a.b[:a.n])
-}
+// The cmux matchers, in priority order. Client-first protocols are decided
+// the moment their bytes arrive; silence needs the deadline.
+func (s *sniffer) matchTLS(r io.Reader) bool { return s.sniffPrefix(r, sniffTLS) }
 
-// matchers returns the cmux matchers in priority order. Client-first
-// protocols are decided the moment their bytes arrive; silence needs the
-// deadline.
-func (s *sniffer) matchTLS(r io.Reader) bool {
-	a := accumulate{decide: sniffTLS}
-	return s.sniff(r, a.feed)
-}
-
-func (s *sniffer) matchSSH(r io.Reader) bool {
-	a := accumulate{decide: sniffSSH}
-	return s.sniff(r, a.feed)
-}
+func (s *sniffer) matchSSH(r io.Reader) bool { return s.sniffPrefix(r, sniffSSH) }
 
 func (s *sniffer) matchHTTP(r io.Reader) bool {
 	var h httpSniffer
@@ -96,16 +102,26 @@ func matchSilent(r io.Reader) bool {
 
 // drainPrefix returns exactly the bytes cmux buffered while sniffing mc and
 // leaves the socket positioned after them. A read served from cmux's buffer
-// does not touch the socket, and with a read deadline in the past a socket
-// read fails at once without consuming anything.
-func drainPrefix(mc *cmux.MuxConn, buf []byte) ([]byte, error) {
+// returns as much as fits without touching the socket, so one read that
+// does not fill buf has taken everything. Only a longer sniff (a large
+// ClientHello) needs more reads, bounded by a read deadline in the past: a
+// socket read then fails at once without consuming anything. A silent
+// client was read nothing, so there is nothing to drain (a read would wait
+// for the client).
+func drainPrefix(mc *cmux.MuxConn, p Protocol, buf []byte) ([]byte, error) {
+	if p == Silent {
+		return buf, nil
+	}
+	n, _ := mc.Read(buf[len(buf):cap(buf)])
+	buf = buf[:len(buf)+n]
+	if len(buf) < cap(buf) {
+		return buf, nil
+	}
 	if err := mc.Conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
 		return buf, err
 	}
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
+		buf = slices.Grow(buf, sniffChunk)
 		n, _ := mc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if n == 0 {
