@@ -27,8 +27,7 @@ func dialBackend(ctx context.Context, addr string, timeout time.Duration, header
 	if timeout <= 0 {
 		timeout = defaultDialTimeout
 	}
-	d := net.Dialer{Timeout: timeout}
-	backend, err := d.DialContext(ctx, "tcp", addr)
+	backend, err := dialShallow(ctx, addr, timeout)
 	if err != nil {
 		return nil, &DialError{Addr: addr, Err: err}
 	}
@@ -43,4 +42,24 @@ func dialBackend(ctx context.Context, addr string, timeout time.Duration, header
 		}
 	}
 	return backend, nil
+}
+
+// dialShallow dials on a goroutine of its own. The caller typically waits
+// for the whole life of the connection afterwards, and a dial (resolver,
+// happy eyeballs) grows a goroutine's stack to several KiB, which an idle
+// process rarely shrinks back: dialing elsewhere keeps every long-lived
+// connection goroutine's stack at its minimum.
+func dialShallow(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		done <- result{c, err}
+	}()
+	r := <-done
+	return r.c, r.err
 }

@@ -13,6 +13,19 @@ import "sync"
 type Pipes struct {
 	free    chan *pipe
 	buffers sync.Pool
+	parker  *Parker // nil: idle directions wait in their goroutines
+}
+
+// EnableParking makes relays sharing p park their idle directions with a
+// Parker, so an idle connection holds no goroutine of its own. Call it
+// before the first relay; Close stops the parker.
+func (p *Pipes) EnableParking() error {
+	pk, err := NewParker()
+	if err != nil {
+		return err
+	}
+	p.parker = pk
+	return nil
 }
 
 // NewPipes returns a pool that keeps at most max idle pipes open.
@@ -54,10 +67,14 @@ func (p *Pipes) put(pp *pipe) {
 	}
 }
 
-// Close closes the idle pipes. Pipes in use are closed when they come back.
+// Close stops the parker (aborting relays still parked) and closes the idle
+// pipes. Pipes in use are closed when they come back.
 func (p *Pipes) Close() {
 	if p == nil {
 		return
+	}
+	if p.parker != nil {
+		p.parker.Close()
 	}
 	for {
 		select {

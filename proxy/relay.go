@@ -32,19 +32,26 @@ type Stats struct {
 // connections at once.
 //
 // When both connections are *net.TCPConn the bytes move with splice(2) and
-// no pipe is held while the connection is idle (see pipes.go); otherwise they
-// are copied through a pooled buffer.
+// no pipe is held while the connection is idle (see pipes.go); with a
+// Parker (Pipes.EnableParking) no goroutine is held by an idle direction
+// either. Otherwise bytes are copied through a pooled buffer.
 func Relay(ctx context.Context, client, backend net.Conn, idle time.Duration, pipes *Pipes) (Stats, error) {
 	r := &relay{client: client, backend: backend, idle: idle, start: time.Now(), pipes: pipes}
 	stop := context.AfterFunc(ctx, func() { r.abort(ctx.Err()) })
 	defer stop()
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go r.pumpUp(&wg)
-	down, derr := r.copy(client, backend)
-	r.finish(client, derr)
-	wg.Wait()
+	var down int64
+	if c, b, ok := tcpPair(client, backend); ok && pipes.parks() {
+		down, _ = r.relayParked(c, b)
+	} else {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go r.pumpUp(&wg)
+		var derr error
+		down, derr = r.copy(client, backend)
+		r.finish(client, derr)
+		wg.Wait()
+	}
 	client.Close()
 	backend.Close()
 	return Stats{Up: r.up, Down: down}, r.err()
@@ -62,6 +69,7 @@ type relay struct {
 	mu      sync.Mutex
 	aborted bool
 	first   error
+	dirs    [2]*spliceDir // when parking: the two directions
 }
 
 // pumpUp is the client-to-backend direction; a named function so goroutine
@@ -102,6 +110,17 @@ func (r *relay) abort(err error) {
 	r.mu.Unlock()
 	r.client.Close()
 	r.backend.Close()
+	if r.pipes.parks() {
+		r.unparkAll()
+	}
+}
+
+// quiet drops the errors a teardown causes in the other direction.
+func (r *relay) quiet(err error) error {
+	if err != nil && r.isAborted() {
+		return nil
+	}
+	return err
 }
 
 func (r *relay) err() error {
@@ -171,10 +190,7 @@ func (r *relay) copy(dst, src net.Conn) (int64, error) {
 	} else {
 		n, err = r.buffered(dst, src)
 	}
-	if err != nil && r.isAborted() {
-		err = nil // the teardown's own effect, not a new failure
-	}
-	return n, err
+	return n, r.quiet(err) // a teardown's own effect is not a new failure
 }
 
 // buffered is the portable copy loop used when splice is not possible (TLS,

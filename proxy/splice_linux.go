@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -53,7 +54,7 @@ func (r *relay) splice(dst, src *net.TCPConn) (int64, error) {
 	)
 	defer func() { r.pipes.put(p) }()
 	for {
-		n, err := r.spliceIn(srcRaw, &p)
+		n, err := r.spliceIn(srcRaw, &p, true)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The connection may not be idle: the other direction moved
@@ -82,7 +83,7 @@ func (r *relay) splice(dst, src *net.TCPConn) (int64, error) {
 // wait after a failed attempt could sleep through bytes that arrived in
 // between (the poller is edge-triggered). While waiting, the pipe is back in
 // the pool.
-func (r *relay) spliceIn(rc syscall.RawConn, pp **pipe) (int, error) {
+func (r *relay) spliceIn(rc syscall.RawConn, pp **pipe, waitInline bool) (int, error) {
 	var (
 		n    int64
 		serr error
@@ -101,13 +102,18 @@ func (r *relay) spliceIn(rc syscall.RawConn, pp **pipe) (int, error) {
 			case syscall.EAGAIN:
 				r.pipes.put(*pp)
 				*pp = nil
-				return false // wait for readability, then call again
+				// Wait for readability (then call again), or let the
+				// caller park.
+				return !waitInline
 			}
 			return true
 		}
 	})
 	if err != nil {
 		return 0, err
+	}
+	if serr == syscall.EAGAIN {
+		return 0, serr
 	}
 	if serr != nil {
 		return 0, os.NewSyscallError("splice", serr)
@@ -175,3 +181,122 @@ func pendingInput(c net.Conn) bool {
 	})
 	return pending
 }
+
+// spliceDir is one direction of a relay whose idle sockets are parked (see
+// Parker): it runs while bytes flow and holds no goroutine while parked.
+type spliceDir struct {
+	r              *relay
+	dst, src       *net.TCPConn
+	dstRaw, srcRaw syscall.RawConn
+	total          int64
+	pipe           *pipe
+	token          uint64 // the parker's name for it
+	registered     bool   // src is in the parker's epoll set
+	done           func(n int64, err error)
+}
+
+func newSpliceDir(r *relay, dst, src *net.TCPConn, done func(int64, error)) (*spliceDir, error) {
+	d := &spliceDir{r: r, dst: dst, src: src, done: done}
+	var err error
+	if d.srcRaw, err = src.SyscallConn(); err != nil {
+		return nil, err
+	}
+	if d.dstRaw, err = dst.SyscallConn(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// run moves bytes until the source is empty (then parks: the goroutine
+// ends) or done (EOF or error: it completes). A named function so
+// goroutine dumps say what it is.
+func (d *spliceDir) run() {
+	for {
+		n, err := d.r.spliceIn(d.srcRaw, &d.pipe, false)
+		if errors.Is(err, syscall.EAGAIN) {
+			parked := false
+			perr := d.srcRaw.Control(func(fd uintptr) { parked = d.r.pipes.parker.park(d, int(fd)) })
+			if parked && perr == nil {
+				return
+			}
+			n, err = d.r.spliceIn(d.srcRaw, &d.pipe, true) // could not park: wait here
+		}
+		switch {
+		case err != nil:
+			d.finish(err)
+			return
+		case n == 0:
+			d.finish(nil) // EOF
+			return
+		}
+		d.r.touch()
+		w, err := d.r.spliceOut(d.dstRaw, d.dst, d.pipe)
+		d.total += w
+		if err != nil {
+			d.finish(err)
+			return
+		}
+	}
+}
+
+// finish completes the direction (exactly once: from run, or from an abort
+// that took it out of the parked set).
+func (d *spliceDir) finish(err error) {
+	d.r.pipes.put(d.pipe)
+	d.pipe = nil
+	d.done(d.total, err)
+}
+
+// relayParked relays client and backend with parked directions (see
+// Parker): the calling goroutine waits on a WaitGroup, and the directions
+// run only while bytes flow.
+func (r *relay) relayParked(client, backend *net.TCPConn) (int64, error) {
+	var wg sync.WaitGroup
+	var down int64
+	up, err := newSpliceDir(r, backend, client, func(n int64, err error) {
+		r.up = n
+		r.finish(backend, r.quiet(err))
+		wg.Done()
+	})
+	if err != nil {
+		return 0, err
+	}
+	dn, err := newSpliceDir(r, client, backend, func(n int64, err error) {
+		down = n
+		r.finish(client, r.quiet(err))
+		wg.Done()
+	})
+	if err != nil {
+		return 0, err
+	}
+	if r.idle > 0 {
+		// Only writes wait in place (a peer that stops reading); parked
+		// reads are timed by the parker's sweep.
+		client.SetWriteDeadline(r.idleDeadline())
+		backend.SetWriteDeadline(r.idleDeadline())
+	}
+	r.mu.Lock()
+	r.dirs = [2]*spliceDir{up, dn}
+	r.mu.Unlock()
+	wg.Add(2)
+	go up.run()
+	go dn.run()
+	wg.Wait()
+	return down, nil
+}
+
+// unparkAll completes the directions still parked when the relay is torn
+// down: the poller will not resume them once their sockets are closed.
+func (r *relay) unparkAll() {
+	r.mu.Lock()
+	dirs := r.dirs
+	r.mu.Unlock()
+	for _, d := range dirs {
+		if d != nil && r.pipes.parker.unpark(d) {
+			d.finish(nil)
+		}
+	}
+}
+
+// parks reports whether relays sharing p park their idle directions.
+func (p *Pipes) parks() bool { return p != nil && p.parker != nil }

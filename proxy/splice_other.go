@@ -19,3 +19,20 @@ func (r *relay) splice(dst, src *net.TCPConn) (int64, error) { return r.buffered
 
 // pendingInput cannot peek portably: only the recorded activity counts.
 func pendingInput(net.Conn) bool { return false }
+
+// Parker is unavailable where epoll does not exist.
+type Parker struct{}
+
+// NewParker reports that parking is not supported here.
+func NewParker() (*Parker, error) { return nil, errors.New("parking needs epoll (Linux)") }
+
+// Close does nothing.
+func (*Parker) Close() {}
+
+type spliceDir struct{}
+
+func (p *Pipes) parks() bool { return false }
+
+func (r *relay) relayParked(client, backend *net.TCPConn) (int64, error) { panic("unreachable") }
+
+func (r *relay) unparkAll() {}

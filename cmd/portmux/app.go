@@ -52,6 +52,10 @@ func newApp(path string, logger *zap.Logger, level zap.AtomicLevel) *app {
 		pipes: proxy.NewPipes(maxIdlePipes), listeners: map[string]net.Listener{},
 		claims: proxy.NewDataClaims(0, logger.Named("ftp")), dataPorts: map[string]*proxy.DataPorts{}}
 	a.certCtx, a.certStop = context.WithCancel(context.Background())
+	// Idle relays then hold no goroutine: see proxy.Parker.
+	if err := a.pipes.EnableParking(); err != nil {
+		logger.Warn("relays cannot park idle connections: each holds its goroutines", zap.Error(err))
+	}
 	return a
 }
 

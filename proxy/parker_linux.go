@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Parker parks idle splice directions. Instead of a goroutine blocked on
+// each idle socket (with its stack), one goroutine waits on an epoll set
+// for all of them and resumes a direction in a new goroutine when its
+// socket has bytes (or its peer closed). An idle relayed connection then
+// holds no goroutine of its own, no pipe and no buffer: only its sockets.
+//
+// Registration is level-triggered and one-shot: bytes that arrived between
+// a direction's last read attempt and its registration fire at once, so no
+// wakeup is lost. A Parker also enforces the idle timeout of parked relays
+// (a sweep each second). It is safe for concurrent use; Close stops it.
+type Parker struct {
+	epfd int
+	stop int // eventfd: wakes the poller to stop
+
+	mu     sync.Mutex
+	parked map[uint64]*spliceDir
+	next   uint64
+	closed bool
+	done   chan struct{} // closed when poll returns
+	swept  sync.WaitGroup
+}
+
+// stopToken is the epoll token of the stop eventfd.
+const stopToken = 0
+
+// NewParker starts a parker.
+func NewParker() (*Parker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setToken(&ev, stopToken)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	p := &Parker{epfd: epfd, stop: efd, parked: map[uint64]*spliceDir{}, done: make(chan struct{})}
+	go p.poll()
+	p.swept.Add(1)
+	go p.sweep()
+	return p, nil
+}
+
+func setToken(ev *unix.EpollEvent, t uint64) {
+	ev.Fd, ev.Pad = int32(uint32(t)), int32(uint32(t>>32))
+}
+
+func tokenOf(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// poll is the parker's one waiting goroutine (named for stack dumps). It
+// blocks an OS thread in epoll_wait, which the runtime tolerates.
+func (p *Parker) poll() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := range events[:n] {
+			t := tokenOf(&events[i])
+			if t == stopToken {
+				return
+			}
+			p.mu.Lock()
+			d := p.parked[t]
+			delete(p.parked, t)
+			p.mu.Unlock()
+			if d != nil {
+				go d.run()
+			}
+		}
+	}
+}
+
+// park registers fd, the read side of d, for one readiness event. It
+// reports false if the parker is closed or the registration failed: the
+// caller still owns d and waits the ordinary way. After true, the caller
+// must not touch d: the poller (or an abort) owns it.
+func (p *Parker) park(d *spliceDir, fd int) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	if d.token == 0 {
+		p.next++
+		d.token = p.next
+	}
+	p.parked[d.token] = d
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setToken(&ev, d.token)
+	op := unix.EPOLL_CTL_ADD
+	if d.registered {
+		op = unix.EPOLL_CTL_MOD
+	}
+	// Once registered, the poller may resume d at once: d is not touched
+	// after a successful registration.
+	d.registered = true
+	err := unix.EpollCtl(p.epfd, op, fd, &ev)
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+	case errors.Is(err, unix.ENOENT):
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	}
+	if err != nil {
+		// Still ours unless an abort took it meanwhile (and completed it).
+		return !p.unpark(d)
+	}
+	return true
+}
+
+// unpark takes d out of the parked set; it reports whether d was parked
+// (and will therefore not be resumed by the poller).
+func (p *Parker) unpark(d *spliceDir) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.parked[d.token]; !ok {
+		return false
+	}
+	delete(p.parked, d.token)
+	return true
+}
+
+// sweep aborts parked relays idle for longer than their idle timeout, once
+// a second (named for stack dumps).
+func (p *Parker) sweep() {
+	defer p.swept.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		var idle []*relay
+		p.mu.Lock()
+		for _, d := range p.parked {
+			if d.r.idle > 0 && !time.Now().Before(d.r.idleDeadline()) {
+				idle = append(idle, d.r)
+			}
+		}
+		p.mu.Unlock()
+		for _, r := range idle {
+			if !pendingInput(r.client) && !pendingInput(r.backend) {
+				r.abort(ErrIdleTimeout)
+			}
+		}
+	}
+}
+
+// Close stops the parker. Relays still parked are aborted.
+func (p *Parker) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	var rs []*relay
+	for _, d := range p.parked {
+		rs = append(rs, d.r)
+	}
+	p.mu.Unlock()
+	for _, r := range rs {
+		r.abort(errParkerClosed)
+	}
+	unix.Write(p.stop, []byte{1, 0, 0, 0, 0, 0, 0, 0}) // an eventfd counter of 1
+	<-p.done
+	p.swept.Wait()
+	unix.Close(p.epfd)
+	unix.Close(p.stop)
+}
+
+var errParkerClosed = errors.New("relay parker closed")
