@@ -43,8 +43,7 @@ type Conn struct {
 	// can splice.
 	NetConn net.Conn
 	// Prefix holds the bytes the sniffer already read from NetConn. A handler
-	// must deliver them before anything it reads from NetConn. The slice is
-	// the handler's until ServeConn returns (its buffer is then reused).
+	// must deliver them before anything it reads from NetConn.
 	Prefix []byte
 	// Info describes the connection.
 	Info Info
@@ -77,6 +76,18 @@ type Handler interface {
 	// connections (at the end of the shutdown grace period); the handler must
 	// then return promptly.
 	ServeConn(ctx context.Context, c *Conn) Result
+}
+
+// AsyncHandler is a Handler that may finish connections after it returns,
+// so that nothing waits for an idle connection (a relay whose directions
+// are parked). The server uses ServeConnAsync when a handler has it.
+type AsyncHandler interface {
+	Handler
+	// ServeConnAsync takes ownership of c as ServeConn does, but may
+	// return before the connection ends. It calls done exactly once, with
+	// the connection's result, when the connection ends (possibly before
+	// it returns, from any goroutine). ctx is as for ServeConn.
+	ServeConnAsync(ctx context.Context, c *Conn, done func(Result))
 }
 
 // HandlerFunc adapts a function to Handler.

@@ -1,11 +1,13 @@
 package mux
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/soheilhy/cmux"
@@ -17,33 +19,32 @@ import (
 // its handler and logs the outcome. The table is read once: the connection
 // keeps the routes it started with across a reload.
 func (s *Server) handle(c net.Conn, p Protocol, listener string) {
-	defer s.conns.Done()
-	// A bug in one connection's path must not take the edge down with every
-	// other connection: log it with its stack and drop that connection, as
-	// net/http does for handlers.
-	defer func() {
-		if v := recover(); v != nil {
-			c.Close()
-			s.log.Error("panic serving connection", zap.Any("panic", v), zap.Stack("stack"))
-		}
-	}()
 	table := s.table.Load()
 	mc := c.(*cmux.MuxConn)
 	ac := mc.Conn.(*acceptedConn)
 	s.limits.sniffed()
-	defer s.limits.closed(ac.client.Addr())
-	// One allocation for the connection's state; the prefix buffer is
-	// pooled (Conn.Prefix is the handler's only until ServeConn returns).
-	cs := &connection{Conn: Conn{Info: Info{Protocol: p, Listener: listener, Client: ac.client}}}
+	// One allocation for the connection's state, one for its sniffed
+	// bytes: read into a pooled buffer, then kept at their exact size, since
+	// a relayed connection may live for hours.
+	cs := &connection{Conn: Conn{Info: Info{Protocol: p, Listener: listener, Client: ac.client}}, server: s}
+	async := false // an AsyncHandler finishes the connection
+	// A bug in one connection's path must not take the edge down with every
+	// other connection: log it with its stack and drop that connection, as
+	// net/http does for handlers. (The closure keeps only the socket: cmux's
+	// wrapper and its sniff buffer can be collected once drained.)
+	defer func() {
+		v := recover()
+		if v != nil {
+			ac.Close()
+			s.log.Error("panic serving connection", zap.Any("panic", v), zap.Stack("stack"))
+		}
+		if !async || v != nil {
+			cs.release()
+		}
+	}()
 	info, res := &cs.Info, &cs.res
 	bp := s.prefixes.Get().(*[]byte)
 	prefix, err := drainPrefix(mc, p, (*bp)[:0])
-	defer func() {
-		if cap(prefix) <= maxPooledPrefix {
-			*bp = prefix[:0]
-			s.prefixes.Put(bp)
-		}
-	}()
 	// Drained: a PROXY protocol wrapper holds no buffered byte any more,
 	// so the socket itself can be relayed (spliced).
 	raw := rawTCP(ac.Conn)
@@ -53,6 +54,12 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 		prefix, outcome = s.complete(raw, prefix, deadline, table, info)
 	} else {
 		outcome = OutcomeClientClosed
+	}
+	pooled := prefix
+	prefix = bytes.Clone(prefix)
+	if cap(pooled) <= maxPooledPrefix {
+		*bp = pooled[:0]
+		s.prefixes.Put(bp)
 	}
 	obs := s.opts.Observer
 	obs.Sniffed(info.Protocol, time.Since(ac.at))
@@ -86,24 +93,51 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 		if raw != ac.Conn { // PROXY protocol: addresses from the header
 			c.remote, c.local = ac.RemoteAddr(), ac.LocalAddr()
 		}
+		if ah, ok := route.Handler.(AsyncHandler); ok && route.Terminate == nil {
+			// Nothing waits here for the connection to end: its last
+			// goroutine (or the handler, if it fails at once) finishes it.
+			async = true
+			ah.ServeConnAsync(s.hardCtx, c, func(r Result) {
+				*res = r
+				s.connEnded(ac.at, info, route, res, nil, nil, true)
+				cs.release()
+			})
+			return
+		}
 		if route.Terminate != nil {
 			*res, inner, iinfo = s.serveTerminated(route, c)
 		} else {
 			*res = route.Handler.ServeConn(s.hardCtx, c)
 		}
 	}
-	s.logConn(ac.at, info, route, res, inner, iinfo)
+	s.connEnded(ac.at, info, route, res, inner, iinfo, started)
+}
+
+// connEnded writes a finished connection's log line and tells the observer.
+func (s *Server) connEnded(at time.Time, info *Info, route *Route, res *Result, inner *Route, iinfo *Info, started bool) {
+	s.logConn(at, info, route, res, inner, iinfo)
 	name := ""
 	if route != nil {
 		name = route.Name
 	}
-	obs.Finished(info, name, started, res, time.Since(ac.at))
+	s.opts.Observer.Finished(info, name, started, res, time.Since(at))
 }
 
 // connection is the state handle keeps for one connection.
 type connection struct {
 	Conn
-	res Result
+	res      Result
+	server   *Server
+	released sync.Once
+}
+
+// release returns the connection's slot in the limits and in the drain
+// count, exactly once (its end may be reported from another goroutine).
+func (c *connection) release() {
+	c.released.Do(func() {
+		c.server.limits.closed(c.Info.Client.Addr())
+		c.server.conns.Done()
+	})
 }
 
 // maxPooledPrefix bounds the prefix buffers kept for reuse: a large

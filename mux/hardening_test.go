@@ -307,3 +307,62 @@ func TestHandlerPanicIsContained(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// asyncEcho finishes its connections from a goroutine of its own, after
+// ServeConnAsync has returned.
+type asyncEcho struct{ release chan struct{} }
+
+func (a asyncEcho) ServeConn(ctx context.Context, c *Conn) Result { panic("the server must use ServeConnAsync") }
+
+func (a asyncEcho) ServeConnAsync(ctx context.Context, c *Conn, done func(Result)) {
+	go func() {
+		<-a.release
+		c.NetConn.Write([]byte("async says hi\n"))
+		c.NetConn.Close()
+		done(Result{Outcome: OutcomeOK, Up: int64(len(c.Prefix))})
+	}()
+}
+
+// An AsyncHandler's connection ends when it says so: its log line and
+// observer call come then, and Shutdown waits for it though no goroutine of
+// the server does.
+func TestAsyncHandler(t *testing.T) {
+	release := make(chan struct{})
+	obs := &recordingObserver{}
+	w := newWorldWith(t, Options{Observer: obs})
+	// After the world: it would install its own recording handler.
+	w.srv.SetTable(NewTable([]Route{{Name: "async", Match: Match{Protocols: []Protocol{SSH}}, Handler: asyncEcho{release}}}))
+	c := w.dial()
+	c.Write([]byte("SSH-2.0-x\r\n"))
+	time.Sleep(50 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() { shut <- w.srv.Shutdown(context.Background()) }()
+	select {
+	case <-shut:
+		t.Fatal("Shutdown returned while an async connection was live")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := len(w.logs.FilterMessage("connection").All()); n != 0 {
+		t.Fatalf("%d log lines before the connection ended", n)
+	}
+	close(release)
+	if line, err := readLine(c); line != "async says hi" {
+		t.Fatalf("got %q, %v", line, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	f := w.connLog(outcome(OutcomeOK))
+	if f["route"] != "async" {
+		t.Fatalf("log %v", f)
+	}
+	if obs.finishedCount() != 1 {
+		t.Fatalf("observer saw %d ends", obs.finishedCount())
+	}
+}
+
+func (o *recordingObserver) finishedCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.finished)
+}

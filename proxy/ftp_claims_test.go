@@ -82,6 +82,10 @@ func TestFTPDataClaimExpiry(t *testing.T) {
 	back := w.pendingBackend(t)
 	ftpWaitFor(t, "expiry", func() bool { return w.claims.Pending() == 0 })
 	checkClosed(t, back)
+	// The line is written just after the expectation leaves the table.
+	ftpWaitFor(t, "expiry log", func() bool {
+		return w.logs.FilterMessage("ftp data connection expectation expired").Len() >= 1
+	})
 	if w.logs.FilterMessage("ftp data connection expectation expired").Len() != 1 {
 		t.Error("expiry not logged once")
 	}

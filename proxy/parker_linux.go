@@ -100,27 +100,26 @@ func (p *Parker) poll() {
 // reports false if the parker is closed or the registration failed: the
 // caller still owns d and waits the ordinary way. After true, the caller
 // must not touch d: the poller (or an abort) owns it.
+//
+// The registration and the entry in the parked set are made under the
+// lock the poller takes to find d, so everything the caller wrote to d
+// happens before the poller resumes it, even if the event fires at once.
 func (p *Parker) park(d *spliceDir, fd int) bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
 		return false
 	}
 	if d.token == 0 {
 		p.next++
 		d.token = p.next
 	}
-	p.parked[d.token] = d
-	p.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
 	setToken(&ev, d.token)
 	op := unix.EPOLL_CTL_ADD
 	if d.registered {
 		op = unix.EPOLL_CTL_MOD
 	}
-	// Once registered, the poller may resume d at once: d is not touched
-	// after a successful registration.
-	d.registered = true
 	err := unix.EpollCtl(p.epfd, op, fd, &ev)
 	switch {
 	case errors.Is(err, unix.EEXIST):
@@ -129,9 +128,10 @@ func (p *Parker) park(d *spliceDir, fd int) bool {
 		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 	}
 	if err != nil {
-		// Still ours unless an abort took it meanwhile (and completed it).
-		return !p.unpark(d)
+		return false
 	}
+	d.registered = true
+	p.parked[d.token] = d
 	return true
 }
 

@@ -36,24 +36,50 @@ type Stats struct {
 // Parker (Pipes.EnableParking) no goroutine is held by an idle direction
 // either. Otherwise bytes are copied through a pooled buffer.
 func Relay(ctx context.Context, client, backend net.Conn, idle time.Duration, pipes *Pipes) (Stats, error) {
-	r := &relay{client: client, backend: backend, idle: idle, start: time.Now(), pipes: pipes}
-	stop := context.AfterFunc(ctx, func() { r.abort(ctx.Err()) })
-	defer stop()
-
-	var down int64
 	if c, b, ok := tcpPair(client, backend); ok && pipes.parks() {
-		down, _ = r.relayParked(c, b)
-	} else {
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go r.pumpUp(&wg)
-		var derr error
-		down, derr = r.copy(client, backend)
-		r.finish(client, derr)
-		wg.Wait()
+		type result struct {
+			st  Stats
+			err error
+		}
+		ch := make(chan result, 1)
+		startParked(ctx, c, b, idle, pipes, func(st Stats, err error) { ch <- result{st, err} })
+		res := <-ch
+		return res.st, res.err
 	}
-	client.Close()
-	backend.Close()
+	r := newRelay(ctx, client, backend, idle, pipes)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go r.pumpUp(&wg)
+	down, err := r.copy(client, backend)
+	r.finish(client, err)
+	wg.Wait()
+	return r.end(down)
+}
+
+// RelayAsync is Relay that may return before the relay ends: done is
+// called once with its result, from another goroutine or before RelayAsync
+// returns. With parking (Pipes.EnableParking) and two TCP connections,
+// nothing at all waits for an idle relay.
+func RelayAsync(ctx context.Context, client, backend net.Conn, idle time.Duration, pipes *Pipes, done func(Stats, error)) {
+	if c, b, ok := tcpPair(client, backend); ok && pipes.parks() {
+		startParked(ctx, c, b, idle, pipes, done)
+		return
+	}
+	go func() { done(Relay(ctx, client, backend, idle, pipes)) }()
+}
+
+// newRelay starts the state of a relay; ctx's cancellation aborts it.
+func newRelay(ctx context.Context, client, backend net.Conn, idle time.Duration, pipes *Pipes) *relay {
+	r := &relay{client: client, backend: backend, idle: idle, start: time.Now(), pipes: pipes}
+	r.stop = context.AfterFunc(ctx, func() { r.abort(ctx.Err()) })
+	return r
+}
+
+// end closes both connections once both directions are over, and reports.
+func (r *relay) end(down int64) (Stats, error) {
+	r.stop()
+	r.client.Close()
+	r.backend.Close()
 	return Stats{Up: r.up, Down: down}, r.err()
 }
 
@@ -64,7 +90,8 @@ type relay struct {
 	start           time.Time
 	pipes           *Pipes
 	lastActive      atomic.Int64 // nanoseconds since start of the last byte moved
-	up              int64        // written by pumpUp only, read after wg.Wait
+	up              int64        // written by the up direction, read once both ended
+	stop            func() bool  // stops watching the context
 
 	mu      sync.Mutex
 	aborted bool

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
-	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -247,29 +249,37 @@ func (d *spliceDir) finish(err error) {
 	d.done(d.total, err)
 }
 
-// relayParked relays client and backend with parked directions (see
-// Parker): the calling goroutine waits on a WaitGroup, and the directions
-// run only while bytes flow.
-func (r *relay) relayParked(client, backend *net.TCPConn) (int64, error) {
-	var wg sync.WaitGroup
-	var down int64
-	up, err := newSpliceDir(r, backend, client, func(n int64, err error) {
+// startParked relays client and backend with parked directions (see
+// Parker): it returns once both directions run, and the one that ends last
+// calls done. Nothing waits for an idle relay.
+func startParked(ctx context.Context, client, backend *net.TCPConn, idle time.Duration, pipes *Pipes, done func(Stats, error)) {
+	r := newRelay(ctx, client, backend, idle, pipes)
+	var (
+		down    int64
+		pending atomic.Int32 // directions not yet ended
+	)
+	pending.Store(2)
+	ended := func() {
+		if pending.Add(-1) == 0 { // the atomic orders r.up and down before their reads
+			done(r.end(down))
+		}
+	}
+	up, err1 := newSpliceDir(r, backend, client, func(n int64, err error) {
 		r.up = n
 		r.finish(backend, r.quiet(err))
-		wg.Done()
+		ended()
 	})
-	if err != nil {
-		return 0, err
-	}
-	dn, err := newSpliceDir(r, client, backend, func(n int64, err error) {
+	dn, err2 := newSpliceDir(r, client, backend, func(n int64, err error) {
 		down = n
 		r.finish(client, r.quiet(err))
-		wg.Done()
+		ended()
 	})
-	if err != nil {
-		return 0, err
+	if err := errors.Join(err1, err2); err != nil {
+		r.abort(err)
+		done(r.end(0))
+		return
 	}
-	if r.idle > 0 {
+	if idle > 0 {
 		// Only writes wait in place (a peer that stops reading); parked
 		// reads are timed by the parker's sweep.
 		client.SetWriteDeadline(r.idleDeadline())
@@ -278,11 +288,8 @@ func (r *relay) relayParked(client, backend *net.TCPConn) (int64, error) {
 	r.mu.Lock()
 	r.dirs = [2]*spliceDir{up, dn}
 	r.mu.Unlock()
-	wg.Add(2)
 	go up.run()
 	go dn.run()
-	wg.Wait()
-	return down, nil
 }
 
 // unparkAll completes the directions still parked when the relay is torn

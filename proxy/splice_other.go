@@ -3,8 +3,10 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
+	"time"
 )
 
 // pipe is unused where splice(2) does not exist.
@@ -33,6 +35,8 @@ type spliceDir struct{}
 
 func (p *Pipes) parks() bool { return false }
 
-func (r *relay) relayParked(client, backend *net.TCPConn) (int64, error) { panic("unreachable") }
+func startParked(context.Context, *net.TCPConn, *net.TCPConn, time.Duration, *Pipes, func(Stats, error)) {
+	panic("unreachable: parks() is false")
+}
 
 func (r *relay) unparkAll() {}

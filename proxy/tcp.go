@@ -50,10 +50,25 @@ func (t *TCP) Serve(ctx context.Context, client net.Conn, prefix []byte) (Stats,
 // that came through a load balancer's PROXY header. remote and local then
 // name it in the header SendProxy sends.
 func (t *TCP) ServeAs(ctx context.Context, client net.Conn, prefix []byte, remote, local net.Addr) (Stats, error) {
+	type result struct {
+		st  Stats
+		err error
+	}
+	ch := make(chan result, 1)
+	t.ServeAsync(ctx, client, prefix, remote, local, func(st Stats, err error) { ch <- result{st, err} })
+	res := <-ch
+	return res.st, res.err
+}
+
+// ServeAsync is ServeAs that returns once the relay is set up (the dial
+// and the prefix are done); done is called once with the result when the
+// relay ends, possibly before ServeAsync returns. See RelayAsync.
+func (t *TCP) ServeAsync(ctx context.Context, client net.Conn, prefix []byte, remote, local net.Addr, done func(Stats, error)) {
 	backend, err := dialBackend(ctx, t.Addr, t.DialTimeout, t.SendProxy, remote, local)
 	if err != nil {
 		client.Close()
-		return Stats{}, err
+		done(Stats{}, err)
+		return
 	}
 	var sent int64
 	if len(prefix) > 0 {
@@ -65,10 +80,12 @@ func (t *TCP) ServeAs(ctx context.Context, client net.Conn, prefix []byte, remot
 		if err != nil {
 			client.Close()
 			backend.Close()
-			return Stats{Up: sent}, fmt.Errorf("writing sniffed bytes: %w", err)
+			done(Stats{Up: sent}, fmt.Errorf("writing sniffed bytes: %w", err))
+			return
 		}
 	}
-	st, err := Relay(ctx, client, backend, t.IdleTimeout, t.Pipes)
-	st.Up += sent
-	return st, err
+	RelayAsync(ctx, client, backend, t.IdleTimeout, t.Pipes, func(st Stats, err error) {
+		st.Up += sent
+		done(st, err)
+	})
 }

@@ -131,6 +131,18 @@ type tcpTarget struct{ proxy.TCP }
 
 func (t *tcpTarget) ServeConn(ctx context.Context, c *mux.Conn) mux.Result {
 	st, err := t.ServeAs(ctx, c.NetConn, c.Prefix, c.RemoteAddr(), c.LocalAddr())
+	return t.result(ctx, st, err)
+}
+
+// ServeConnAsync lets the relay finish the connection: nothing waits for
+// an idle one (see proxy.Parker).
+func (t *tcpTarget) ServeConnAsync(ctx context.Context, c *mux.Conn, done func(mux.Result)) {
+	t.ServeAsync(ctx, c.NetConn, c.Prefix, c.RemoteAddr(), c.LocalAddr(), func(st proxy.Stats, err error) {
+		done(t.result(ctx, st, err))
+	})
+}
+
+func (t *tcpTarget) result(ctx context.Context, st proxy.Stats, err error) mux.Result {
 	return mux.Result{Backend: t.Addr, Up: st.Up, Down: st.Down, Err: err, Outcome: outcomeOf(ctx, err)}
 }
 
