@@ -16,6 +16,11 @@ type FTP struct {
 	// client's control connection.
 	PublicAddress string `koanf:"public_address"`
 
+	// PublicPort is the port clients are told to open passive data
+	// connections to when they reach portmux through a port mapping (such
+	// as docker run -p 443:8443). 0: the port the client connected to.
+	PublicPort int `koanf:"public_port"`
+
 	// DataPorts is an optional port range such as "30000-30009" on which
 	// portmux takes passive data connections instead of the multiplexed
 	// port (for users who open such a range; it also avoids mistaking
@@ -43,6 +48,9 @@ func (f *FTP) validate(p *problems, path string) {
 		if _, err := netip.ParseAddr(f.PublicAddress); err != nil {
 			p.add(path+".public_address", "invalid IP address %q", f.PublicAddress)
 		}
+	}
+	if f.PublicPort < 0 || f.PublicPort > 65535 {
+		p.add(path+".public_port", "must be between 1 and 65535, got %d", f.PublicPort)
 	}
 	if f.DataPorts == "" {
 		return

@@ -5,31 +5,31 @@ package config
 type Match struct {
 	// Protocol is the sniffed protocol: one of the Protocol constants.
 	// Required.
-	Protocol string `koanf:"protocol"`
+	Protocol string `koanf:"protocol" json:"protocol,omitempty"`
 
 	// SNI lists TLS server names: exact DNS names or "*.example.com",
 	// where "*" stands for exactly one leading label. Only with
 	// ProtocolTLS. Lowercased by Load and Parse. On a route that
 	// terminates TLS, these are also the names its certificates are for,
 	// and IP addresses are allowed.
-	SNI []string `koanf:"sni"`
+	SNI []string `koanf:"sni" json:"sni,omitempty"`
 
 	// ALPN lists TLS application protocols offered by the client, such as
 	// "h2". Only with ProtocolTLS. Entries are non-empty.
-	ALPN []string `koanf:"alpn"`
+	ALPN []string `koanf:"alpn" json:"alpn,omitempty"`
 
 	// Host lists HTTP Host header values without a port: exact names or
 	// "*.example.com". Only with ProtocolHTTP. Lowercased by Load and
 	// Parse.
-	Host []string `koanf:"host"`
+	Host []string `koanf:"host" json:"host,omitempty"`
 
 	// Path lists URL path prefixes, each starting with "/". Only with
 	// ProtocolHTTP.
-	Path []string `koanf:"path"`
+	Path []string `koanf:"path" json:"path,omitempty"`
 
 	// Source lists client networks: CIDRs such as "10.0.0.0/8" or bare IPs
 	// such as "192.0.2.7". Use ParseSource to turn entries into prefixes.
-	Source []string `koanf:"source"`
+	Source []string `koanf:"source" json:"source,omitempty"`
 }
 
 // Protocol values for Match.Protocol.

@@ -5,7 +5,7 @@
 //
 //	go test -race ./test/                  # everything
 //	go test -race -run Peer ./test/        # only the peers, no portmux needed
-//	PORTMUX_BIN=/path/to/portmux go test -race -run E2E ./test/
+//	TEST_PORTMUX_BIN=/path/to/portmux go test -race -run E2E ./test/
 package test
 
 import (
@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	if bin := os.Getenv("PORTMUX_BIN"); bin != "" {
+	if bin := os.Getenv("TEST_PORTMUX_BIN"); bin != "" {
 		portmuxBin = bin
 		return m.Run()
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -77,8 +78,13 @@ func (a *app) readConfig() (*config.Config, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	return cfg, configHash(raw), nil
+}
+
+// configHash names a config's content (in logs, metrics and for --watch).
+func configHash(raw []byte) string {
 	sum := sha256.Sum256(raw)
-	return cfg, hex.EncodeToString(sum[:6]), nil
+	return hex.EncodeToString(sum[:6])
 }
 
 // start opens every listener, then serves. Certificates are managed only
@@ -222,9 +228,14 @@ func (a *app) reloadLocked() error {
 	return nil
 }
 
-// retire lets old's connections finish, then releases its resources (and
-// its certificate manager if the new generation has another).
+// retire releases old's resources (and its certificate manager if the new
+// generation has another) once no connection can still reach them. A
+// connection that read the old table just before the swap may still be
+// sniffing or in its TLS handshake before it is handed to old's HTTP
+// servers: those stay up for that long, then stop gracefully (requests in
+// flight finish within shutdown_grace, idle keep-alive connections close).
 func (a *app) retire(old *generation, current *tlsutil.Manager) {
+	time.Sleep(old.cfg.SniffTimeout + old.cfg.HandshakeTimeout + time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), old.cfg.ShutdownGrace)
 	defer cancel()
 	old.retire(ctx)

@@ -335,6 +335,7 @@ func (g *generation) ftpHandler(r config.Route) mux.Handler {
 		if c.PublicAddress != "" {
 			f.PublicAddr, _ = netip.ParseAddr(c.PublicAddress) // validated
 		}
+		f.PublicPort = c.PublicPort
 		if first, last, ok := c.PortRange(); ok {
 			dp, err := g.app.dataPortsFor(c.DataPorts, first, last)
 			if err != nil {

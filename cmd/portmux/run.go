@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -70,7 +69,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer signal.Stop(signals)
 	stopWatch := make(chan struct{})
 	if *watch && *path != "" {
-		go watchFile(*path, a.reload, stopWatch)
+		go watchFile(*path, func() string { return a.gen.Load().hash }, a.reload, stopWatch)
 	}
 	for sig := range signals {
 		if sig == syscall.SIGHUP {
@@ -85,13 +84,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// watchFile calls reload whenever path's content changes. Polling the
-// content (not inotify on the file) also follows a Kubernetes ConfigMap
-// mount, whose files change by a symlink swap in their directory.
-func watchFile(path string, reload func() error, stop <-chan struct{}) {
-	last, _ := os.ReadFile(path)
+// watchFile calls reload whenever path's content differs from the config
+// in use (running reports its hash). Polling the content (not inotify on
+// the file) also follows a Kubernetes ConfigMap mount, whose files change
+// by a symlink swap in their directory. A content that failed to load is
+// not retried until it changes again.
+func watchFile(path string, running func() string, reload func() error, stop <-chan struct{}) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	failed := ""
 	for {
 		select {
 		case <-stop:
@@ -99,11 +100,17 @@ func watchFile(path string, reload func() error, stop <-chan struct{}) {
 		case <-t.C:
 		}
 		b, err := os.ReadFile(path)
-		if err != nil || bytes.Equal(b, last) {
+		if err != nil {
 			continue
 		}
-		last = b
-		reload()
+		h := configHash(b)
+		if h == running() || h == failed {
+			continue
+		}
+		failed = ""
+		if reload() != nil {
+			failed = h
+		}
 	}
 }
 

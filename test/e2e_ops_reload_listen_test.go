@@ -1,0 +1,71 @@
+package test
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestE2EOpsReloadListenerBusy: a reload whose new listen address cannot be
+// bound is refused as a whole (the running config, its routes and listeners
+// stay), and counted as failed; once the address is free the same file loads.
+// A reload that changes a setting only a restart applies (sniff_timeout) says
+// so in a warning.
+func TestE2EOpsReloadListenerBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	admin := closedPort(t)
+	config := func(version int, route, sniff string, extra ...string) string {
+		listen := append([]string{`"127.0.0.1:0"`}, extra...)
+		return fmt.Sprintf(`# version %d
+listen: [%s]
+admin: {listen: %q}
+sniff_timeout: %s
+log: {level: info, format: json}
+routes:
+  - name: %s
+    match: {protocol: unknown}
+    to: builtin:echo
+`, version, strings.Join(listen, ", "), admin, sniff, route)
+	}
+	pm := startOpsPM(t, config(0, "first", "10s"))
+
+	l := pm.Reload(t, config(1, "second", "10s", `"`+busy.Addr().String()+`"`), false, nil)
+	if !strings.Contains(l.Str("error"), busy.Addr().String()) {
+		t.Errorf("reload refused with error %q; want it to name the busy address %s", l.Str("error"), busy.Addr())
+	}
+	if got, want := pm.Routes(t), []string{"first unknown -> builtin:echo"}; !slices.Equal(got, want) {
+		t.Errorf("GET /routes after the refused reload: %q; want %q", got, want)
+	}
+	sent, got, _, err := roundTrip(pm.Addr(), []byte("{still}\n"), 1, 1000, time.Minute)
+	if err != nil || got != sent {
+		t.Errorf("echo through the kept listener after the refused reload: %+v, %v; want %+v", got, err, sent)
+	}
+	m := pm.Metrics(t)
+	if ok, failed := m.Get("portmux_reloads_total", "result", "ok"), m.Get("portmux_reloads_total", "result", "failed"); ok != 0 || failed != 1 {
+		t.Errorf("portmux_reloads_total: ok %g, failed %g; want 0 and 1", ok, failed)
+	}
+
+	addr := busy.Addr().String()
+	busy.Close()
+	pm.Reload(t, config(2, "second", "10s", `"`+addr+`"`), true, nil)
+	if got, want := pm.Routes(t), []string{"second unknown -> builtin:echo"}; !slices.Equal(got, want) {
+		t.Errorf("GET /routes after the reload: %q; want %q", got, want)
+	}
+	sent, got, _, err = roundTrip(addr, []byte("{added}\n"), 2, 1000, time.Minute)
+	if err != nil || got != sent {
+		t.Errorf("echo through the added listener %s: %+v, %v; want %+v", addr, got, err, sent)
+	}
+
+	pm.Reload(t, config(3, "second", "11s", `"`+addr+`"`), true, nil)
+	w := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "setting changed: it applies after a restart" }, time.Second)
+	if w.Str("key") != "sniff_timeout" || w.Level() != "warn" {
+		t.Errorf("restart-only warning: %s; want level warn, key sniff_timeout", w.Raw)
+	}
+}
