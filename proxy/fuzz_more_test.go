@@ -13,11 +13,12 @@ var gatewayVerbs = map[string]bool{"AUTH": true, "PASV": true, "EPSV": true, "PO
 
 // serverVerb is the command ftpserverlib v0.32.3 (the backend of the e2e
 // tests and the soak) takes from a line split at '\n': bufio.Reader.ReadLine
-// drops one trailing "\r", parseLine splits at the first space, and
-// handleCommand upper-cases.
+// drops the "\n" and a "\r" before it, parseLine splits at the first space,
+// and handleCommand upper-cases.
 func serverVerb(line []byte) string {
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
+	if l, ok := bytes.CutSuffix(line, []byte("\n")); ok {
+		line = bytes.TrimSuffix(l, []byte("\r"))
+	}
 	v, _, _ := strings.Cut(string(line), " ")
 	return strings.ToUpper(v)
 }

@@ -162,7 +162,9 @@ func (p *Parker) sweep() {
 		var idle []*relay
 		p.mu.Lock()
 		for _, d := range p.parked {
-			if d.r.idle > 0 && !time.Now().Before(d.r.idleDeadline()) {
+			// Idle only if no direction is running: one may be moving
+			// bytes it already took from its socket.
+			if d.r.idle > 0 && d.r.running.Load() == 0 && !time.Now().Before(d.r.idleDeadline()) {
 				idle = append(idle, d.r)
 			}
 		}

@@ -92,15 +92,15 @@ func TestParkedRelayHalfCloseAndIdle(t *testing.T) {
 			n, _ := io.Copy(io.Discard, c)
 			received <- int(n)
 		})
-		c, res := front(t, &TCP{Addr: backend, IdleTimeout: time.Second, Pipes: pipes}, nil, nil)
-		for range 25 {
+		c, res := front(t, &TCP{Addr: backend, IdleTimeout: 2 * time.Second, Pipes: pipes}, nil, nil)
+		for range 40 { // 4s: two idle periods, a byte every 1/20 of one
 			if _, err := c.Write([]byte("k")); err != nil {
-				t.Fatal(err)
+				t.Fatalf("write: %v (the relay ended with: %v)", err, wait(t, res).err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		c.CloseWrite()
-		if n := <-received; n != 25 {
+		if n := <-received; n != 40 {
 			t.Fatalf("backend got %d bytes", n)
 		}
 		c.Close()

@@ -90,6 +90,7 @@ type relay struct {
 	start           time.Time
 	pipes           *Pipes
 	lastActive      atomic.Int64 // nanoseconds since start of the last byte moved
+	running         atomic.Int32 // parked relays: directions not parked nor ended
 	up              int64        // written by the up direction, read once both ended
 	stop            func() bool  // stops watching the context
 

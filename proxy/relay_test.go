@@ -218,10 +218,10 @@ func TestRelayTrickleIsNotIdle(t *testing.T) {
 		n, _ := io.Copy(io.Discard, c)
 		received <- int(n)
 	})
-	// Generous margins (a byte every 100ms, idle after 1s) so that a loaded
-	// machine does not fake idleness; the relay must survive 2.5 idle periods.
-	c, res := front(t, &TCP{Addr: backend, IdleTimeout: time.Second}, nil, nil)
-	const writes = 25
+	// Generous margins (a byte every 100ms, idle after 2s) so that a loaded
+	// machine does not fake idleness; the relay must survive two idle periods.
+	c, res := front(t, &TCP{Addr: backend, IdleTimeout: 2 * time.Second}, nil, nil)
+	const writes = 40 // 4s: two idle periods, a byte every 1/20 of one
 	for range writes {
 		if _, err := c.Write([]byte("k")); err != nil {
 			t.Fatalf("write: %v", err)

@@ -213,31 +213,34 @@ func newSpliceDir(r *relay, dst, src *net.TCPConn, done func(int64, error)) (*sp
 // ends) or done (EOF or error: it completes). A named function so
 // goroutine dumps say what it is.
 func (d *spliceDir) run() {
+	r := d.r
+	r.running.Add(1)
 	for {
-		n, err := d.r.spliceIn(d.srcRaw, &d.pipe, false)
+		n, err := r.spliceIn(d.srcRaw, &d.pipe, false)
 		if errors.Is(err, syscall.EAGAIN) {
+			// Not running from here on (the idle sweep may judge the
+			// relay), unless parking fails.
+			r.running.Add(-1)
 			parked := false
-			perr := d.srcRaw.Control(func(fd uintptr) { parked = d.r.pipes.parker.park(d, int(fd)) })
+			perr := d.srcRaw.Control(func(fd uintptr) { parked = r.pipes.parker.park(d, int(fd)) })
 			if parked && perr == nil {
-				return
+				return // d belongs to the poller now
 			}
-			n, err = d.r.spliceIn(d.srcRaw, &d.pipe, true) // could not park: wait here
+			r.running.Add(1)
+			n, err = r.spliceIn(d.srcRaw, &d.pipe, true) // could not park: wait here
 		}
-		switch {
-		case err != nil:
-			d.finish(err)
-			return
-		case n == 0:
-			d.finish(nil) // EOF
-			return
+		if err == nil && n > 0 {
+			r.touch()
+			var w int64
+			w, err = r.spliceOut(d.dstRaw, d.dst, d.pipe)
+			d.total += w
+			if err == nil {
+				continue
+			}
 		}
-		d.r.touch()
-		w, err := d.r.spliceOut(d.dstRaw, d.dst, d.pipe)
-		d.total += w
-		if err != nil {
-			d.finish(err)
-			return
-		}
+		r.running.Add(-1) // ending: err, or EOF (n == 0)
+		d.finish(err)
+		return
 	}
 }
 

@@ -392,11 +392,14 @@ func proxyProtocol(c config.ProxyProtocol) *mux.ProxyProtocol {
 // openListeners opens the addresses not already in have, all or none.
 func openListeners(addrs []string, have map[string]net.Listener) (map[string]net.Listener, error) {
 	opened := map[string]net.Listener{}
+	// No TCP keepalive on accepted connections: idle timeouts find dead
+	// peers, and it would cost four setsockopt calls per connection.
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, addr := range addrs {
 		if have[addr] != nil {
 			continue
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			closeAll(opened)
 			return nil, fmt.Errorf("listen %s: %w", addr, err)
