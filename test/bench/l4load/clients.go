@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ---- bulk ----
+
+func cmdBulk(args []string) error {
+	fs := flag.NewFlagSet("bulk", flag.ExitOnError)
+	addr := fs.String("addr", "", "address to connect to (backend or proxy)")
+	dir := fs.String("dir", "down", "up (client sends) or down (backend sends)")
+	conns := fs.Int("conns", 1, "parallel connections")
+	size := fs.Int64("bytes", 1<<30, "bytes moved by each connection")
+	timeout := fs.Duration("timeout", 2*time.Minute, "bound of the whole run")
+	fs.Parse(args)
+	if *addr == "" || *conns < 1 || *size < 1 || (*dir != "up" && *dir != "down") {
+		return errors.New("need -addr, -dir up|down, -conns >= 1, -bytes >= 1")
+	}
+	deadline := time.Now().Add(*timeout)
+	errs := make([]error, *conns)
+	took := make([]float64, *conns)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range *conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if *dir == "down" {
+				errs[i] = bulkDown(*addr, *size, deadline)
+			} else {
+				errs[i] = bulkUp(*addr, *size, deadline)
+			}
+			took[i] = time.Since(start).Seconds()
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	total := *size * int64(*conns)
+	// The first and last connection to finish: unequal shares show up here.
+	result("test", "bulk", "dir", *dir, "conns", *conns, "bytes", total,
+		"secs", fmt.Sprintf("%.3f", secs), "mbps", fmt.Sprintf("%.1f", float64(total)/secs/1e6),
+		"first_done_secs", fmt.Sprintf("%.3f", slices.Min(took)), "last_done_secs", fmt.Sprintf("%.3f", slices.Max(took)))
+	return nil
+}
+
+func bulkDown(addr string, size int64, deadline time.Time) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	if _, err := fmt.Fprintf(c, "%sdown-%d\r\n", cmdPrefix, size); err != nil {
+		return err
+	}
+	buf := make([]byte, bulkBuf)
+	var got int64
+	for got < size {
+		n, err := c.Read(buf[:min(int64(len(buf)), size-got)])
+		got += int64(n)
+		if err != nil {
+			return fmt.Errorf("down: after %d of %d bytes: %w", got, size, err)
+		}
+	}
+	return nil
+}
+
+func bulkUp(addr string, size int64, deadline time.Time) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	if _, err := fmt.Fprintf(c, "%sup-%d\r\n", cmdPrefix, size); err != nil {
+		return err
+	}
+	buf := make([]byte, bulkBuf)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	for left := size; left > 0; {
+		n, err := c.Write(buf[:min(int64(len(buf)), left)])
+		left -= int64(n)
+		if err != nil {
+			return fmt.Errorf("up: %d bytes unsent: %w", left, err)
+		}
+	}
+	reply := make([]byte, 0, 32)
+	for !bytes.HasSuffix(reply, []byte("\n")) && len(reply) < cap(reply) {
+		n, err := c.Read(reply[len(reply):cap(reply)])
+		reply = reply[:len(reply)+n]
+		if err != nil {
+			return fmt.Errorf("up: reading the count: %w", err)
+		}
+	}
+	got, err := strconv.ParseInt(strings.TrimSpace(string(reply)), 10, 64)
+	if err != nil || got != size {
+		return fmt.Errorf("up: backend counted %q, want %d", reply, size)
+	}
+	return nil
+}
+
+// ---- connrate ----
+
+func cmdConnRate(args []string) error {
+	fs := flag.NewFlagSet("connrate", flag.ExitOnError)
+	addr := fs.String("addr", "", "address to connect to")
+	concurrency := fs.Int("concurrency", 32, "connections in flight")
+	duration := fs.Duration("duration", 10*time.Second, "how long to run")
+	prefixFlag := fs.String("prefix", `SSH-2.0-bench\r\n`, "first bytes sent (escapes allowed)")
+	payload := fs.Int("payload", 64, "bytes sent after the prefix")
+	timeout := fs.Duration("timeout", 5*time.Second, "bound of one connection")
+	fs.Parse(args)
+	prefix, err := unescape(*prefixFlag)
+	if err != nil {
+		return err
+	}
+	if *addr == "" || *concurrency < 1 {
+		return errors.New("need -addr and -concurrency >= 1")
+	}
+	msg := append([]byte(prefix), bytes.Repeat([]byte{'x'}, *payload)...)
+	var ok, failed, slow atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(*duration)
+	for range *concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, len(msg))
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				err := echoOnce(*addr, msg, buf, *timeout)
+				if time.Since(t0) > 500*time.Millisecond {
+					slow.Add(1) // typically a SYN retransmitted after 1s
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					time.Sleep(10 * time.Millisecond) // no spinning on a refused port
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	kv := []any{"test", "connrate", "conns", ok.Load(), "errors", failed.Load(), "slow_over_500ms", slow.Load(),
+		"secs", fmt.Sprintf("%.3f", secs), "cps", fmt.Sprintf("%.0f", float64(ok.Load())/secs)}
+	if e := firstErr.Load(); e != nil {
+		kv = append(kv, "first_error", strconv.Quote(e.(string)))
+	}
+	result(kv...)
+	return nil
+}
+
+// echoOnce connects, sends msg in one write, reads its echo and closes.
+func echoOnce(addr string, msg, buf []byte, timeout time.Duration) error {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {
+		return err
+	}
+	if !bytes.Equal(buf[:len(msg)], msg) {
+		return errors.New("echo differs")
+	}
+	return nil
+}
+
+// ---- latency ----
+
+func cmdLatency(args []string) error {
+	fs := flag.NewFlagSet("latency", flag.ExitOnError)
+	addr := fs.String("addr", "", "address to connect to")
+	n := fs.Int("n", 2000, "samples")
+	warmup := fs.Int("warmup", 50, "connections made first and not counted")
+	prefixFlag := fs.String("prefix", `SSH-2.0-bench\r\n`, "first bytes sent (escapes allowed)")
+	timeout := fs.Duration("timeout", 5*time.Second, "bound of one connection")
+	maxTime := fs.Duration("max-time", time.Minute, "stop sampling after this long")
+	fs.Parse(args)
+	prefix, err := unescape(*prefixFlag)
+	if err != nil {
+		return err
+	}
+	if *addr == "" || *n < 1 || prefix == "" {
+		return errors.New("need -addr, -n >= 1 and a prefix")
+	}
+	msg := []byte(prefix)
+	buf := make([]byte, len(msg))
+	samples := make([]time.Duration, 0, *n)
+	end := time.Now().Add(*maxTime)
+	failed, made := 0, 0
+	for i := 0; i < *warmup+*n && time.Now().Before(end); i++ {
+		made++
+		d, err := firstByte(*addr, msg, buf, *timeout)
+		if err != nil {
+			if failed++; failed > 100 {
+				return fmt.Errorf("too many failures, last: %w", err)
+			}
+			continue
+		}
+		if i >= *warmup {
+			samples = append(samples, d)
+		}
+	}
+	if len(samples) == 0 {
+		return errors.New("no sample")
+	}
+	slices.Sort(samples)
+	var sum time.Duration
+	for _, d := range samples {
+		sum += d
+	}
+	us := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/1e3) }
+	result("test", "latency", "n", len(samples), "conns", made, "errors", failed,
+		"p50_us", us(pct(samples, 50)), "p90_us", us(pct(samples, 90)), "p99_us", us(pct(samples, 99)),
+		"max_us", us(samples[len(samples)-1]), "mean_us", us(sum/time.Duration(len(samples))))
+	return nil
+}
+
+// firstByte times connect + send msg + the first echoed byte; it then reads
+// the rest of the echo so the connection closes cleanly.
+func firstByte(addr string, msg, buf []byte, timeout time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(t0.Add(timeout))
+	if _, err := c.Write(msg); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(c, buf[:1]); err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	if _, err := io.ReadFull(c, buf[1:len(msg)]); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// pct is the p-th percentile (nearest rank) of sorted samples.
+func pct(sorted []time.Duration, p float64) time.Duration {
+	i := int(float64(len(sorted))*p/100+0.999999) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// ---- idle ----
+
+func cmdIdle(args []string) error {
+	fs := flag.NewFlagSet("idle", flag.ExitOnError)
+	addr := fs.String("addr", "", "address to connect to")
+	n := fs.Int("n", 2000, "connections to open and hold")
+	parallel := fs.Int("parallel", 16, "connections opened at once")
+	prefixFlag := fs.String("prefix", `SSH-2.0-bench\r\n`, "first bytes sent on each (escapes allowed)")
+	timeout := fs.Duration("timeout", 5*time.Second, "bound of opening one connection")
+	hold := fs.Duration("hold", 10*time.Minute, "release the connections after this long if not killed before")
+	fs.Parse(args)
+	prefix, err := unescape(*prefixFlag)
+	if err != nil {
+		return err
+	}
+	if *addr == "" || *n < 1 || *parallel < 1 || prefix == "" {
+		return errors.New("need -addr, -n >= 1, -parallel >= 1 and a prefix")
+	}
+	msg := []byte(prefix)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+
+	var (
+		mu       sync.Mutex
+		conns    = make([]net.Conn, 0, *n)
+		failed   int
+		firstErr error
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	for range *parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, len(msg))
+			for next.Add(1) <= int64(*n) {
+				c, err := openIdle(*addr, msg, buf, *timeout)
+				mu.Lock()
+				if err != nil {
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					conns = append(conns, c)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	kv := []any{"test", "idle", "opened", len(conns), "errors", failed,
+		"secs", fmt.Sprintf("%.3f", time.Since(start).Seconds())}
+	if firstErr != nil {
+		kv = append(kv, "first_error", strconv.Quote(firstErr.Error()))
+	}
+	result(kv...)
+	fmt.Println("READY")
+	select {
+	case <-stop:
+	case <-time.After(*hold):
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	fmt.Println("CLOSED")
+	return nil
+}
+
+// openIdle opens a connection whose prefix was echoed, so it is relayed
+// end to end, and leaves it idle.
+func openIdle(addr string, msg, buf []byte, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(msg); err == nil {
+		_, err = io.ReadFull(c, buf)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// ---- wait ----
+
+func cmdWait(args []string) error {
+	fs := flag.NewFlagSet("wait", flag.ExitOnError)
+	addr := fs.String("addr", "", "address that should accept connections")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	fs.Parse(args)
+	end := time.Now().Add(*timeout)
+	for {
+		c, err := net.DialTimeout("tcp", *addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%s not accepting after %v: %w", *addr, *timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ---- freeports ----
+
+func cmdFreePorts(args []string) error {
+	fs := flag.NewFlagSet("freeports", flag.ExitOnError)
+	n := fs.Int("n", 1, "how many")
+	fs.Parse(args)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	var ports []string
+	for range *n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	}
+	fmt.Println(strings.Join(ports, " "))
+	return nil
+}
