@@ -64,10 +64,11 @@ func NewHTTPProxy(route string, pool *Pool, transport http.RoundTripper, logger 
 
 // reqState travels with one request through the proxy.
 type reqState struct {
-	client   netip.Addr
-	upstream *Upstream
-	err      error
-	status   int
+	client    netip.Addr
+	upstream  *Upstream
+	err       error
+	status    int
+	clientErr error // reading the client's body failed (it reset, or went away)
 }
 
 type stateKey struct{}
@@ -148,7 +149,11 @@ func (p *HTTPProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		status, msg = 499, "" // the client went away; nothing to send
 	}
-	if st := stateOf(r); st != nil {
+	st := stateOf(r)
+	if st != nil && st.clientErr != nil {
+		status, msg = 499, "" // the client's upload failed: its doing, not the upstream's
+	}
+	if st != nil {
 		st.err = err
 		st.status = status
 	}
@@ -251,9 +256,7 @@ type retryTransport struct {
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateOf(req)
 	if req.Body != nil && req.Body != http.NoBody {
-		// The transport closes the body even when the dial fails; a retry
-		// needs it open. The server closes the real body after the handler.
-		req.Body = io.NopCloser(req.Body)
+		req.Body = &upstreamBody{r: req.Body, st: st}
 	}
 	var tried []*Upstream
 	for {
@@ -262,7 +265,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.pool.Succeeded(st.upstream)
 			return resp, nil
 		}
-		if req.Context().Err() == nil {
+		if req.Context().Err() == nil && st.clientErr == nil {
 			t.pool.Failed(st.upstream)
 		}
 		if !isDialError(err) {
@@ -281,6 +284,40 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.URL.Scheme, req.URL.Host = next.URL.Scheme, next.URL.Host
 	}
 }
+
+// upstreamBody carries a request body to the upstream. Its Close does
+// nothing: the transport closes the body even when the dial fails, and a
+// retry needs it (the server closes the real body after the handler). Once
+// it has returned io.EOF it keeps returning io.EOF without reading the
+// inbound body again: the transport reads once more after the declared
+// length, and the server may have closed the inbound body by then (the
+// handler began answering), which would make the transport drop the
+// upstream connection and cut the response (golang/go#40747). A read error
+// from the client is noted, so the request is logged as the client's doing.
+type upstreamBody struct {
+	r   io.Reader
+	st  *reqState
+	eof bool
+}
+
+func (b *upstreamBody) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	n, err := b.r.Read(p)
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
+		var maxErr *http.MaxBytesError
+		if !errors.As(err, &maxErr) {
+			b.st.clientErr = err
+		}
+	}
+	return n, err
+}
+
+func (b *upstreamBody) Close() error { return nil }
 
 // isDialError reports an error from connecting, before any byte was sent.
 func isDialError(err error) bool {
