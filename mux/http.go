@@ -171,7 +171,9 @@ func requestPath(b []byte) string {
 		return ""
 	}
 	target = target[:end]
-	if i := bytes.Index(target, []byte("://")); i > 0 { // absolute form
+	// Origin form starts with "/" (and may contain "://" itself); anything
+	// else with a scheme is the absolute form.
+	if i := bytes.Index(target, []byte("://")); i > 0 && target[0] != '/' { // absolute form
 		target = target[i+3:]
 		slash := bytes.IndexByte(target, '/')
 		if slash < 0 {

@@ -143,3 +143,10 @@ func TestRequestPath(t *testing.T) {
 		}
 	}
 }
+
+// An origin-form target may itself contain "://" (found by fuzzing).
+func TestRequestPathOriginFormWithScheme(t *testing.T) {
+	if got := requestPath([]byte("GET /://x HTTP/1.1")); got != "/://x" {
+		t.Errorf("got %q; want %q", got, "/://x")
+	}
+}
