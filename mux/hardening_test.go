@@ -312,7 +312,9 @@ func TestHandlerPanicIsContained(t *testing.T) {
 // ServeConnAsync has returned.
 type asyncEcho struct{ release chan struct{} }
 
-func (a asyncEcho) ServeConn(ctx context.Context, c *Conn) Result { panic("the server must use ServeConnAsync") }
+func (a asyncEcho) ServeConn(ctx context.Context, c *Conn) Result {
+	panic("the server must use ServeConnAsync")
+}
 
 func (a asyncEcho) ServeConnAsync(ctx context.Context, c *Conn, done func(Result)) {
 	go func() {

@@ -28,50 +28,33 @@ func newSniffer(maxBytes int) *sniffer {
 	return s
 }
 
-// sniff feeds what r yields to decide until it reaches a verdict, r fails
-// (the sniff deadline passed or the client closed) or maxBytes were read
-// undecided. Reads from cmux's reader replay the bytes earlier matchers
-// buffered before touching the socket.
-func (s *sniffer) sniff(r io.Reader, decide func([]byte) verdict) bool {
+// sniff reads from r into the pooled buffer until decide reaches a
+// verdict, r fails (the sniff deadline passed or the client closed) or
+// maxBytes were read undecided. decide gets everything read so far that
+// fits the buffer (what the prefix sniffers, TLS and SSH, look at: they
+// decide within a few bytes) and the bytes just read (what the incremental
+// HTTP sniffer takes); past the buffer's size reading wraps around. Reads
+// from cmux's reader replay the bytes earlier matchers buffered before
+// touching the socket.
+func (s *sniffer) sniff(r io.Reader, decide func(all, fresh []byte) verdict) bool {
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	buf := *bp
-	for total := 0; total < s.maxBytes; {
-		n, err := r.Read(buf[:min(len(buf), s.maxBytes-total)])
+	for total, off := 0, 0; total < s.maxBytes; {
+		if off == len(buf) {
+			off = 0
+		}
+		n, err := r.Read(buf[off:min(len(buf), off+s.maxBytes-total)])
 		total += n
 		if n > 0 {
-			switch decide(buf[:n]) {
+			switch decide(buf[:off+n], buf[off:off+n]) {
 			case matched:
 				return true
 			case rejected:
 				return false
 			}
 		}
-		if err != nil {
-			return false
-		}
-	}
-	return false
-}
-
-// sniffPrefix runs decide, a sniffer that needs only a short prefix (TLS,
-// SSH), on everything read so far, in the pooled buffer: no state of its
-// own, so nothing to allocate per connection.
-func (s *sniffer) sniffPrefix(r io.Reader, decide func([]byte) verdict) bool {
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
-	buf := *bp
-	for total := 0; total < len(buf); {
-		n, err := r.Read(buf[total:])
-		total += n
-		if n > 0 {
-			switch decide(buf[:total]) {
-			case matched:
-				return true
-			case rejected:
-				return false
-			}
-		}
+		off += n
 		if err != nil {
 			return false
 		}
@@ -81,13 +64,17 @@ func (s *sniffer) sniffPrefix(r io.Reader, decide func([]byte) verdict) bool {
 
 // The cmux matchers, in priority order. Client-first protocols are decided
 // the moment their bytes arrive; silence needs the deadline.
-func (s *sniffer) matchTLS(r io.Reader) bool { return s.sniffPrefix(r, sniffTLS) }
+func (s *sniffer) matchTLS(r io.Reader) bool {
+	return s.sniff(r, func(all, _ []byte) verdict { return sniffTLS(all) })
+}
 
-func (s *sniffer) matchSSH(r io.Reader) bool { return s.sniffPrefix(r, sniffSSH) }
+func (s *sniffer) matchSSH(r io.Reader) bool {
+	return s.sniff(r, func(all, _ []byte) verdict { return sniffSSH(all) })
+}
 
 func (s *sniffer) matchHTTP(r io.Reader) bool {
 	var h httpSniffer
-	return s.sniff(r, h.feed)
+	return s.sniff(r, func(_, fresh []byte) verdict { return h.feed(fresh) })
 }
 
 // matchSilent is true only for a client that sent nothing before the sniff

@@ -86,28 +86,7 @@ func TestParkedRelayHalfCloseAndIdle(t *testing.T) {
 			t.Fatalf("got %v; want ErrIdleTimeout", r.err)
 		}
 	})
-	t.Run("trickle is not idle", func(t *testing.T) {
-		received := make(chan int, 1)
-		backend := listen(t, func(c *net.TCPConn) {
-			n, _ := io.Copy(io.Discard, c)
-			received <- int(n)
-		})
-		c, res := front(t, &TCP{Addr: backend, IdleTimeout: 2 * time.Second, Pipes: pipes}, nil, nil)
-		for range 40 { // 4s: two idle periods, a byte every 1/20 of one
-			if _, err := c.Write([]byte("k")); err != nil {
-				t.Fatalf("write: %v (the relay ended with: %v)", err, wait(t, res).err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		c.CloseWrite()
-		if n := <-received; n != 40 {
-			t.Fatalf("backend got %d bytes", n)
-		}
-		c.Close()
-		if r := wait(t, res); errors.Is(r.err, ErrIdleTimeout) {
-			t.Fatal("trickling relay timed out")
-		}
-	})
+	t.Run("trickle is not idle", func(t *testing.T) { testTrickleIsNotIdle(t, pipes) })
 	t.Run("cancel a parked relay", func(t *testing.T) {
 		backend := listen(t, echo)
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")

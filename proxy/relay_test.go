@@ -212,19 +212,23 @@ func TestRelayIdleTimeout(t *testing.T) {
 
 // Bytes trickling in one direction keep the connection alive although the
 // other direction is silent for longer than the idle timeout.
-func TestRelayTrickleIsNotIdle(t *testing.T) {
+func TestRelayTrickleIsNotIdle(t *testing.T) { testTrickleIsNotIdle(t, nil) }
+
+// testTrickleIsNotIdle is the trickle test for relays sharing pipes (parked
+// or not). Generous margins (a byte every 100ms, idle after 2s) so that a
+// loaded machine does not fake idleness; the relay must survive two idle
+// periods.
+func testTrickleIsNotIdle(t *testing.T, pipes *Pipes) {
 	received := make(chan int, 1)
 	backend := listen(t, func(c *net.TCPConn) {
 		n, _ := io.Copy(io.Discard, c)
 		received <- int(n)
 	})
-	// Generous margins (a byte every 100ms, idle after 2s) so that a loaded
-	// machine does not fake idleness; the relay must survive two idle periods.
-	c, res := front(t, &TCP{Addr: backend, IdleTimeout: 2 * time.Second}, nil, nil)
-	const writes = 40 // 4s: two idle periods, a byte every 1/20 of one
+	c, res := front(t, &TCP{Addr: backend, IdleTimeout: 2 * time.Second, Pipes: pipes}, nil, nil)
+	const writes = 40
 	for range writes {
 		if _, err := c.Write([]byte("k")); err != nil {
-			t.Fatalf("write: %v", err)
+			t.Fatalf("write: %v (the relay ended with: %v)", err, wait(t, res).err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
