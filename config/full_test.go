@@ -49,7 +49,8 @@ func TestFullFile(t *testing.T) {
 			IdleTimeout:           0,
 			ResponseHeaderTimeout: 30 * time.Second,
 		},
-		Limits: Limits{MaxSniffs: DefaultMaxSniffs},
+		Limits:        Limits{MaxConns: 10000, MaxConnsPerIP: 64, RatePerIP: 2.5, RateBurst: 10, MaxSniffs: 512},
+		ProxyProtocol: ProxyProtocol{Trusted: []string{"10.0.0.0/8"}, Optional: true},
 		Routes: []Route{
 			{
 				Name: "web-tls",
@@ -105,8 +106,10 @@ func TestFullFile(t *testing.T) {
 				To:          "https://backend.example.com",
 				HealthCheck: &HealthCheck{Path: "/", Interval: 10 * time.Second, Timeout: 2 * time.Second, Status: 200},
 			},
-			{Name: "ssh", Match: Match{Protocol: ProtocolSSH}, To: "backend.internal:22", IdleTimeout: dur(0)},
-			{Name: "ftp", Match: Match{Protocol: ProtocolFTP}, To: "10.1.2.3:21"},
+			{Name: "ssh", Match: Match{Protocol: ProtocolSSH}, To: "backend.internal:22", IdleTimeout: dur(0),
+				SendProxy: ProxyV2, Allow: []string{"203.0.113.0/24"}, Deny: []string{"203.0.113.9"}},
+			{Name: "ftp", Match: Match{Protocol: ProtocolFTP}, To: "10.1.2.3:21",
+				FTP: &FTP{PublicAddress: "203.0.113.5", PublicPort: 443, DataPorts: "30000-30009"}},
 			{Name: "demo", Match: Match{Protocol: ProtocolUnknown}, To: BuiltinDemo},
 			{Name: "echo_1.x", Match: Match{Protocol: ProtocolAny}, To: BuiltinEcho},
 		},
