@@ -108,7 +108,7 @@ func (l *acceptListener) admit(c net.Conn, at time.Time) {
 	if claim := l.s.opts.Claim; claim != nil && claim(c) {
 		return
 	}
-	client := addrPortOf(c.RemoteAddr())
+	client := clientOf(c)
 	if reason := l.s.limits.admit(client.Addr(), at); reason != "" {
 		l.s.refuse(c, client, reason)
 		return
@@ -134,6 +134,18 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// clientOf is c's client address: the PROXY header's when it names an IP
+// client. A header for a unix socket (or none, when optional) names no IP:
+// the balancer's own address is the client then, never an empty one that
+// limits and access lists could not place.
+func clientOf(c net.Conn) netip.AddrPort {
+	ap := addrPortOf(c.RemoteAddr())
+	if pc, ok := c.(*proxyproto.Conn); ok && !ap.IsValid() {
+		return addrPortOf(pc.Raw().RemoteAddr())
+	}
 	return ap
 }
 

@@ -90,8 +90,11 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 		obs.Started(info, route.Name)
 		c := &cs.Conn
 		c.NetConn, c.Prefix = raw, prefix
-		if raw != ac.Conn { // PROXY protocol: addresses from the header
-			c.remote, c.local = ac.RemoteAddr(), ac.LocalAddr()
+		if raw != ac.Conn { // PROXY protocol: the client from the header
+			c.remote = net.TCPAddrFromAddrPort(ac.client)
+			if _, ok := ac.LocalAddr().(*net.TCPAddr); ok {
+				c.local = ac.LocalAddr()
+			}
 		}
 		if ah, ok := route.Handler.(AsyncHandler); ok && route.Terminate == nil {
 			// Nothing waits here for the connection to end: its last

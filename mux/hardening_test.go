@@ -368,3 +368,25 @@ func (o *recordingObserver) finishedCount() int {
 	defer o.mu.Unlock()
 	return len(o.finished)
 }
+
+// A PROXY v2 header for a unix-socket client names no IP: the balancer's own
+// address stands in, so limits and deny lists still apply.
+func TestProxyProtocolUnixClient(t *testing.T) {
+	routes := allRoutes()
+	routes[1].Deny = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	w, _ := limitedWorld(t, Options{ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}, routes...)
+	c := w.dialFrom("127.0.0.1")
+	h := &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UnixStream,
+		SourceAddr: &net.UnixAddr{Name: "/run/lb.sock", Net: "unix"}, DestinationAddr: &net.UnixAddr{Name: "/run/pm.sock", Net: "unix"}}
+	if _, err := h.WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("SSH-2.0-from-a-unix-socket\r\n"))
+	if !refusedAtOnce(c) {
+		t.Fatal("a client with no IP passed a route that denies every address")
+	}
+	f := w.connLog(func(f map[string]any) bool { return f["outcome"] == OutcomeDenied })
+	if f["client"] != c.LocalAddr().String() {
+		t.Errorf("client %v; want the balancer's address %s", f["client"], c.LocalAddr())
+	}
+}

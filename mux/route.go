@@ -57,6 +57,9 @@ type Route struct {
 
 // Admits reports whether the route's allow and deny lists let client in.
 func (r *Route) Admits(client netip.Addr) bool {
+	if !client.IsValid() { // an address no list can place: fail closed
+		return len(r.Allow) == 0 && len(r.Deny) == 0
+	}
 	if containsAddr(r.Deny, client) {
 		return false
 	}

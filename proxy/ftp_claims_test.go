@@ -184,3 +184,18 @@ func TestFTPLineTooLong(t *testing.T) {
 		t.Errorf("Serve returned %v; want [%v]", errs, ErrFTPLineTooLong)
 	}
 }
+
+// TestFTPLongAddressRefused: LPRT and LPSV would name data addresses the
+// gateway neither rewrites nor checks (no bounce protection): refused, and
+// the session goes on.
+func TestFTPLongAddressRefused(t *testing.T) {
+	w := newFTPWorld(t, 0, nil)
+	r := w.rawClient(t, ftpClientIP)
+	r.login(t)
+	for _, cmd := range []string{"LPSV", "LPRT 4,4,192,0,2,1,2,4,1"} {
+		if msg := r.expect(t, cmd, 502); !strings.Contains(msg, "not supported through portmux") {
+			t.Errorf("%s: got %q", cmd, msg)
+		}
+	}
+	r.expect(t, "NOOP", 200)
+}

@@ -16,6 +16,10 @@ import (
 // Replies portmux gives itself. They are written at once: FTP clients wait
 // for each reply before the next command, so they cannot overtake one.
 var (
+	// LPRT and LPSV (RFC 1639) name data addresses in a form the gateway
+	// does not rewrite or check: refused, so clients use PORT/EPRT or
+	// PASV/EPSV, which it does.
+	replyNoLong    = []byte("502 LPRT and LPSV are not supported through portmux: use PASV, EPSV, PORT or EPRT\r\n")
 	replyNoTLS     = []byte("534 portmux relays plain FTP only: explicit FTPS (AUTH TLS) cannot pass its data-address rewriting; use implicit FTPS by SNI passthrough with a data port range\r\n")
 	replyNoData    = []byte("425 Can't open data connection\r\n")
 	replyPASVv6    = []byte("425 Can't open data connection: this server's address is IPv6, use EPSV\r\n")
@@ -65,6 +69,9 @@ func (s *ftpSession) command(line []byte) error {
 		s.passiveCmd.Store(cmdEPSV)
 	case "PORT", "EPRT":
 		return s.activeMode(verb, arg)
+	case "LPRT", "LPSV":
+		s.log.Info("ftp long address command refused", zap.String("verb", verb))
+		return s.writeClient(replyNoLong)
 	}
 	return s.write(s.backend, line, &s.up)
 }
