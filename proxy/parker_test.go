@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -87,32 +86,7 @@ func TestParkedRelayHalfCloseAndIdle(t *testing.T) {
 		}
 	})
 	t.Run("trickle is not idle", func(t *testing.T) { testTrickleIsNotIdle(t, pipes) })
-	t.Run("cancel a parked relay", func(t *testing.T) {
-		backend := listen(t, echo)
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		defer ln.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		res := make(chan error, 1)
-		go func() {
-			s, _ := ln.Accept()
-			_, err := (&TCP{Addr: backend, Pipes: pipes}).Serve(ctx, s, nil)
-			res <- err
-		}()
-		c, _ := net.Dial("tcp", ln.Addr().String())
-		defer c.Close()
-		c.Write([]byte("x"))
-		io.ReadFull(c, make([]byte, 1))
-		time.Sleep(50 * time.Millisecond) // parked
-		cancel()
-		select {
-		case err := <-res:
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("got %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("parked relay ignored cancellation")
-		}
-	})
+	t.Run("cancel a parked relay", func(t *testing.T) { testContextCancel(t, pipes) })
 }
 
 // An idle relay with parking holds no goroutine for its directions. Per

@@ -256,7 +256,11 @@ func TestRelayDialFailure(t *testing.T) {
 	}
 }
 
-func TestRelayContextCancel(t *testing.T) {
+func TestRelayContextCancel(t *testing.T) { testContextCancel(t, nil) }
+
+// testContextCancel cancels the context of an idle relay sharing pipes
+// (parked or not): Serve must return context.Canceled promptly.
+func testContextCancel(t *testing.T, pipes *Pipes) {
 	backend := listen(t, echo)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
@@ -264,13 +268,14 @@ func TestRelayContextCancel(t *testing.T) {
 	res := make(chan error, 1)
 	go func() {
 		s, _ := ln.Accept()
-		_, err := (&TCP{Addr: backend}).Serve(ctx, s, nil)
+		_, err := (&TCP{Addr: backend, Pipes: pipes}).Serve(ctx, s, nil)
 		res <- err
 	}()
 	c, _ := net.Dial("tcp", ln.Addr().String())
 	defer c.Close()
 	c.Write([]byte("x"))
 	io.ReadFull(c, make([]byte, 1))
+	time.Sleep(50 * time.Millisecond) // idle: parked, when parking
 	cancel()
 	select {
 	case err := <-res:

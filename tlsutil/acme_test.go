@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,10 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
 )
 
 // pebble is an in-process Pebble ACME server.
@@ -48,33 +41,8 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 // challenges on port (both HTTP-01 and TLS-ALPN-01), i.e. the mux port.
 func startPebble(t *testing.T, port int) *pebble {
 	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-	out := &lockedBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			out.mu.Lock()
-			t.Logf("pebble log:\n%s", out.buf.String())
-			out.mu.Unlock()
-		}
-	})
-	logger := log.New(out, "pebble ", log.Lmicroseconds)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, port, port, false, "", store)
-	// No Retry-After (0, 0): acmez then polls every 250ms.
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	srv := httptest.NewTLSServer(front.Handler())
-	t.Cleanup(srv.Close)
-
-	pool := x509.NewCertPool()
-	pool.AddCert(authority.GetRootCert(0).Cert)
-	return &pebble{
-		dir:      srv.URL + wfe.DirectoryPath,
-		wfeRoot:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}),
-		issuance: pool,
-	}
+	p, _ := startPebbleCounting(t, port, port)
+	return p
 }
 
 // acmeOptions are Options for p with the challenges answered on port.

@@ -33,9 +33,9 @@ type acmeCounts struct {
 	orders, accounts atomic.Int32
 }
 
-// startPebbleCounting starts Pebble like startPebble, with its VA
-// checking HTTP-01 on httpPort and TLS-ALPN-01 on tlsPort, and counts the
-// orders and accounts created.
+// startPebbleCounting starts Pebble (in-process) with its VA checking
+// HTTP-01 on httpPort and TLS-ALPN-01 on tlsPort, and counts the orders and
+// accounts created.
 func startPebbleCounting(t *testing.T, httpPort, tlsPort int) (*pebble, *acmeCounts) {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
