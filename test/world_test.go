@@ -67,6 +67,7 @@ sniff_max_bytes: 65536
 dial_timeout: 5s
 idle_timeout: 1h
 shutdown_grace: 5s
+admin: {listen: ""}  # off: tests run several portmux at once
 log: {level: debug, format: json}
 routes:
   - name: ssh

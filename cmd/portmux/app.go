@@ -96,10 +96,22 @@ func (a *app) start(cfg *config.Config, hash string) error {
 	if err != nil {
 		return err
 	}
+	// The admin port too, before anything serves: a port in use fails the
+	// start cleanly instead of after the mux has begun listening.
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			closeAll(opened)
+			return fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
+		}
+	}
 	a.listeners = opened
 	certs, err := a.certManager(cfg, nil, nil)
 	if err != nil {
 		closeAll(opened)
+		if adminLn != nil {
+			adminLn.Close()
+		}
 		return err
 	}
 	g := a.buildGeneration(cfg, hash, certs)
@@ -124,14 +136,10 @@ func (a *app) start(cfg *config.Config, hash string) error {
 			return err
 		}
 	}
-	if cfg.Admin.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
-		}
+	if adminLn != nil {
 		a.admin = newAdmin(a.metrics, func() *config.Config { return a.gen.Load().cfg }, a.reload, a.logger)
-		go a.admin.serve(ln)
-		a.logger.Info("admin listening", zap.String("addr", ln.Addr().String()))
+		go a.admin.serve(adminLn)
+		a.logger.Info("admin listening", zap.String("addr", adminLn.Addr().String()))
 	}
 	a.manageCerts(g, nil)
 	a.metrics.setConfig(hash)
