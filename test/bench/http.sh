@@ -2,7 +2,7 @@
 # HTTP reverse-proxy benchmark: portmux against the origin served directly,
 # HAProxy and nginx, on loopback, in one run.
 #
-#   test/bench/http.sh                  # about 9 minutes with the defaults
+#   test/bench/http.sh                  # about 9 minutes with the defaults (10 with PROFILE=1)
 #   ROUNDS=1 DURATION=5 test/bench/http.sh   # a quick look
 #   PROFILE=1 test/bench/http.sh        # also perf-record portmux in each protocol
 #
@@ -503,7 +503,7 @@ declare -A TARGET=([http]=0.80 [https]=0.75 [h2]=0.85)
 declare -A TOOL=([http]=wrk [https]=wrk [h2]="h2load -m $STREAMS")
 MD=$RESULTS/http-$STAMP.md
 PMVER=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || PMVER="$PMVER (with uncommitted changes)"
+git -C "$ROOT" diff --quiet HEAD -- . ':!test/bench/HTTP_RESULTS.md' 2>/dev/null || PMVER="$PMVER (with uncommitted changes)"
 {
 	echo "# portmux HTTP benchmark"
 	echo
