@@ -280,47 +280,18 @@ func leafOf(tc *tls.Conn) *x509.Certificate {
 // httpsClient is an HTTPS client that dials portmux (addr) whatever the URL
 // says (the URL's host is the SNI) and trusts only roots. With h2 false it
 // offers only http/1.1.
-type httpsClient struct {
-	*http.Client
-	Tr *http.Transport
-
-	mu     sync.Mutex
-	locals []string
-}
+type httpsClient struct{ *l7Client }
 
 func newHTTPSClient(t testing.TB, addr string, roots *x509.CertPool, h2 bool) *httpsClient {
-	c := &httpsClient{}
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	c.Tr = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := d.DialContext(ctx, "tcp", addr)
-			if err != nil {
-				return nil, err
-			}
-			c.mu.Lock()
-			c.locals = append(c.locals, conn.LocalAddr().String())
-			c.mu.Unlock()
-			return conn, nil
-		},
-		TLSClientConfig:     &tls.Config{RootCAs: roots},
-		TLSHandshakeTimeout: 30 * time.Second,
-		ForceAttemptHTTP2:   h2,
-	}
-	if !h2 {
-		c.Tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-		c.Tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no h2
-	}
-	c.Client = &http.Client{Transport: c.Tr, Timeout: 2 * time.Minute,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	t.Cleanup(c.Tr.CloseIdleConnections)
-	return c
-}
-
-// Locals returns the local addresses of the connections opened so far.
-func (c *httpsClient) Locals() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.locals...)
+	return &httpsClient{newRecordingClient(t, addr, "", func(tr *http.Transport) {
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+		tr.TLSHandshakeTimeout = 30 * time.Second
+		tr.ForceAttemptHTTP2 = h2
+		if !h2 {
+			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no h2
+		}
+	})}
 }
 
 // getSeen does GET url and decodes the l7Backend's seenRequest (200 only).

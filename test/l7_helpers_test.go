@@ -211,6 +211,12 @@ type l7Client struct {
 
 // newL7Client returns a plain-HTTP/1.1 client to addr. localIP may be "" (any).
 func newL7Client(t testing.TB, addr, localIP string) *l7Client {
+	return newRecordingClient(t, addr, localIP, func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 4 })
+}
+
+// newRecordingClient returns a client to addr whose transport configure
+// finishes (TLS, h2, pool size).
+func newRecordingClient(t testing.TB, addr, localIP string, configure func(*http.Transport)) *l7Client {
 	c := &l7Client{}
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if localIP != "" {
@@ -227,8 +233,8 @@ func newL7Client(t testing.TB, addr, localIP string) *l7Client {
 			c.mu.Unlock()
 			return conn, nil
 		},
-		MaxIdleConnsPerHost: 4,
 	}
+	configure(c.Tr)
 	c.Client = &http.Client{Transport: c.Tr, Timeout: 2 * time.Minute,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	t.Cleanup(c.Tr.CloseIdleConnections)
