@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -51,18 +50,7 @@ func startOpsPMFile(t testing.TB, path string, extra ...string) *opsPM {
 	if buildErr != nil {
 		t.Fatalf("portmux binary not available: %v", buildErr)
 	}
-	p := &instance{exited: make(chan struct{})}
-	p.cmd = exec.Command(portmuxBin, append([]string{"run", "-c", path}, extra...)...)
-	p.cmd.Env = cleanEnv()
-	p.cmd.Stdout = lockedWriter{&p.mu, &p.out}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatalf("stderr pipe: %v", err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting portmux: %v", err)
-	}
-	go p.readLogs(stderr)
+	p := launchPortmux(t, path, extra...)
 	o := &opsPM{instance: p, cfgPath: path}
 	t.Cleanup(func() {
 		p.Stop(t)

@@ -34,6 +34,25 @@ type instance struct {
 	dumped   atomic.Bool // the logs were already part of a failure message
 }
 
+// launchPortmux starts `portmux run -c path extra...` with its logs read
+// into the returned instance; the caller waits for it and stops it.
+func launchPortmux(t testing.TB, path string, extra ...string) *instance {
+	t.Helper()
+	p := &instance{exited: make(chan struct{})}
+	p.cmd = exec.Command(portmuxBin, append([]string{"run", "-c", path}, extra...)...)
+	p.cmd.Env = cleanEnv()
+	p.cmd.Stdout = lockedWriter{&p.mu, &p.out}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatalf("stderr pipe: %v", err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting portmux: %v", err)
+	}
+	go p.readLogs(stderr)
+	return p
+}
+
 // startPortmux writes yaml to a config file, starts `portmux run -c FILE`, and waits
 // for its "listening" log line. The process is stopped with SIGTERM when the test ends
 // and must exit 0.
@@ -46,18 +65,7 @@ func startPortmux(t testing.TB, yaml string) *instance {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatalf("writing config: %v", err)
 	}
-	p := &instance{exited: make(chan struct{})}
-	p.cmd = exec.Command(portmuxBin, "run", "-c", cfg)
-	p.cmd.Env = cleanEnv()
-	p.cmd.Stdout = lockedWriter{&p.mu, &p.out}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatalf("stderr pipe: %v", err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting portmux: %v", err)
-	}
-	go p.readLogs(stderr)
+	p := launchPortmux(t, cfg)
 	t.Cleanup(func() {
 		p.Stop(t)
 		if t.Failed() && !p.dumped.Load() {
