@@ -16,11 +16,7 @@ func withRoutes(top string, routes ...string) string {
 
 func TestProblems(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		doc  string
-		want string // one of the problems, exactly
-	}{
+	tests := []problemCase{
 		// Unknown keys.
 		{"unknown top-level key", withRoutes("sniff_timout: 1s", route),
 			`config: unknown key "sniff_timout"`},
@@ -162,16 +158,7 @@ func TestProblems(t *testing.T) {
 		{"yaml duplicate key", "log: {level: info}\nlog: {level: debug}\n", `config: yaml: line 2: mapping key "log" already defined at line 1`},
 		{"yaml not a mapping", "- a\n", `config: yaml: line 1: the document must be a mapping of keys, not !!seq`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := parse(tt.doc)
-			got := problemsOf(t, err)
-			if !slices.Contains(got, tt.want) {
-				t.Errorf("got %q; want %q among the problems", got, tt.want)
-			}
-		})
-	}
+	expectProblems(t, tests)
 }
 
 // TestProblemsTogether checks that one error reports every problem, each on
@@ -211,5 +198,23 @@ func TestNoProblemsOnValid(t *testing.T) {
 	}
 	if err := c.Validate(); err != nil {
 		t.Errorf("got %v; want nil", err)
+	}
+}
+
+// problemCase is a document and one problem its error must list, exactly.
+type problemCase struct{ name, doc, want string }
+
+// expectProblems parses each case's document (in parallel) and checks that
+// the error lists the case's problem.
+func expectProblems(t *testing.T, tests []problemCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parse(tt.doc)
+			if got := problemsOf(t, err); !slices.Contains(got, tt.want) {
+				t.Errorf("got %q; want %q among the problems", got, tt.want)
+			}
+		})
 	}
 }
