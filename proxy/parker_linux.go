@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,11 +18,14 @@ import (
 //
 // Registration is level-triggered and one-shot: bytes that arrived between
 // a direction's last read attempt and its registration fire at once, so no
-// wakeup is lost. A Parker also enforces the idle timeout of parked relays
-// (a sweep each second). It is safe for concurrent use; Close stops it.
+// wakeup is lost. The epoll set itself waits in Go's network poller (an
+// epoll descriptor is readable while it has events), so no OS thread sits
+// blocked in epoll_wait and a wakeup costs the scheduler no thread
+// hand-off. A Parker also enforces the idle timeout of parked relays (a
+// sweep each second). It is safe for concurrent use; Close stops it.
 type Parker struct {
 	epfd int
-	stop int // eventfd: wakes the poller to stop
+	set  *os.File // epfd in Go's poller; closing it stops poll
 
 	mu     sync.Mutex
 	parked map[uint64]*spliceDir
@@ -31,29 +35,26 @@ type Parker struct {
 	swept  sync.WaitGroup
 }
 
-// stopToken is the epoll token of the stop eventfd.
-const stopToken = 0
-
 // NewParker starts a parker.
 func NewParker() (*Parker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// O_NONBLOCK makes os.NewFile hand the descriptor to Go's poller (it
+	// does not change epoll_wait, which is always called with timeout 0).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	set := os.NewFile(uintptr(epfd), "parker-epoll")
+	rc, err := set.SyscallConn()
 	if err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
+		set.Close()
+		return nil, err
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	setToken(&ev, stopToken)
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(efd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
-	}
-	p := &Parker{epfd: epfd, stop: efd, parked: map[uint64]*spliceDir{}, done: make(chan struct{})}
-	go p.poll()
+	p := &Parker{epfd: epfd, set: set, parked: map[uint64]*spliceDir{}, done: make(chan struct{})}
+	go p.poll(rc)
 	p.swept.Add(1)
 	go p.sweep()
 	return p, nil
@@ -67,24 +68,32 @@ func tokenOf(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-// poll is the parker's one waiting goroutine (named for stack dumps). It
-// blocks an OS thread in epoll_wait, which the runtime tolerates.
-func (p *Parker) poll() {
+// poll is the parker's one waiting goroutine (named for stack dumps). Each
+// RawConn.Read collects ready events without blocking and, when there are
+// none, waits in Go's poller for the set to become readable. Collecting
+// inside the same Read call is what makes this race-free: the poller's
+// readiness is reset when Read starts, before the first attempt.
+func (p *Parker) poll(rc syscall.RawConn) {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+		var (
+			n    int
+			werr error
+		)
+		err := rc.Read(func(fd uintptr) bool {
+			for {
+				n, werr = unix.EpollWait(int(fd), events, 0)
+				if werr != unix.EINTR {
+					return werr != nil || n > 0
+				}
 			}
-			return
+		})
+		if err != nil || werr != nil {
+			return // the set was closed (Close)
 		}
 		for i := range events[:n] {
 			t := tokenOf(&events[i])
-			if t == stopToken {
-				return
-			}
 			p.mu.Lock()
 			d := p.parked[t]
 			delete(p.parked, t)
@@ -193,11 +202,9 @@ func (p *Parker) Close() {
 	for _, r := range rs {
 		r.abort(errParkerClosed)
 	}
-	unix.Write(p.stop, []byte{1, 0, 0, 0, 0, 0, 0, 0}) // an eventfd counter of 1
+	p.set.Close() // wakes poll; the descriptor closes once poll is out
 	<-p.done
 	p.swept.Wait()
-	unix.Close(p.epfd)
-	unix.Close(p.stop)
 }
 
 var errParkerClosed = errors.New("relay parker closed")

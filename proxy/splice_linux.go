@@ -253,8 +253,10 @@ func (d *spliceDir) finish(err error) {
 }
 
 // startParked relays client and backend with parked directions (see
-// Parker): it returns once both directions run, and the one that ends last
-// calls done. Nothing waits for an idle relay.
+// Parker): the direction that ends last calls done, and nothing waits for
+// an idle relay. The client-to-backend direction runs in the caller's
+// goroutine (one goroutine fewer per connection), so startParked returns
+// once that direction has parked or ended.
 func startParked(ctx context.Context, client, backend *net.TCPConn, idle time.Duration, pipes *Pipes, done func(Stats, error)) {
 	r := newRelay(ctx, client, backend, idle, pipes)
 	var (
@@ -291,8 +293,8 @@ func startParked(ctx context.Context, client, backend *net.TCPConn, idle time.Du
 	r.mu.Lock()
 	r.dirs = [2]*spliceDir{up, dn}
 	r.mu.Unlock()
-	go up.run()
 	go dn.run()
+	up.run()
 }
 
 // unparkAll completes the directions still parked when the relay is torn
