@@ -5,7 +5,9 @@
 #
 # Figures: bulk throughput (1 and 8 connections, up and down), new
 # connections per second (SSH prefix + echo, 32 concurrent), connect-to-
-# first-byte latency (p50, p99), memory and fds per idle relayed connection.
+# first-byte latency (p50, p99), server-first (FTP) detection: how long
+# after the proxy's wait for client bytes a silent client gets the server's
+# greeting, memory and fds per idle relayed connection.
 # Throughput, conn/s and latency are compared to direct round by round.
 #
 #   test/bench/l4.sh            run (as root, to install haproxy and sslh)
@@ -24,11 +26,12 @@ usage: test/bench/l4.sh
 Settings (environment; defaults in brackets):
   L4_ROUNDS             interleaved rounds, target order rotated each round [3]
   L4_TARGETS            columns [direct portmux haproxy haproxy-splice-auto haproxy-splice sslh-fork]
-  L4_TESTS              [bulk_up_1 bulk_down_1 bulk_up_8 bulk_down_8 connrate latency idle]
+  L4_TESTS              [bulk_up_1 bulk_down_1 bulk_up_8 bulk_down_8 connrate latency ftp_greeting idle]
   L4_BULK1_BYTES        bytes of a 1-connection bulk test [2147483648]
   L4_BULK8_BYTES        bytes per connection of an 8-connection bulk test [268435456]
   L4_CONNRATE_DURATION  [10s]        L4_CONCURRENCY  [32]
   L4_LATENCY_N          samples [2000]
+  L4_GREETING_N         ftp_greeting samples, 32 in flight (about 10 s per proxy for 300) [300]
   L4_IDLE_N             idle connections held [2000]
   L4_PORTMUX_REV        build portmux from this git revision (git archive) rather than
                         the working tree, e.g. HEAD when the tree does not build [""]
@@ -47,12 +50,13 @@ RESULTS=$BENCH/results
 
 ROUNDS=${L4_ROUNDS:-3}
 TARGETS=${L4_TARGETS:-"direct portmux haproxy haproxy-splice-auto haproxy-splice sslh-fork"}
-TESTS=${L4_TESTS:-"bulk_up_1 bulk_down_1 bulk_up_8 bulk_down_8 connrate latency idle"}
+TESTS=${L4_TESTS:-"bulk_up_1 bulk_down_1 bulk_up_8 bulk_down_8 connrate latency ftp_greeting idle"}
 BULK1_BYTES=${L4_BULK1_BYTES:-2147483648}
 BULK8_BYTES=${L4_BULK8_BYTES:-268435456}
 CONNRATE_DURATION=${L4_CONNRATE_DURATION:-10s}
 CONCURRENCY=${L4_CONCURRENCY:-32}
 LATENCY_N=${L4_LATENCY_N:-2000}
+GREETING_N=${L4_GREETING_N:-300}
 IDLE_N=${L4_IDLE_N:-2000}
 PORTMUX_REV=${L4_PORTMUX_REV:-}
 PROFILE=${L4_PROFILE:-1}
@@ -60,6 +64,10 @@ INSTALL=${L4_INSTALL:-1}
 MAX_SECONDS=${L4_MAX_SECONDS:-1500}
 NOTE=${L4_NOTE:-}
 PREFIX='SSH-2.0-bench\r\n'
+# SILENCE is how long every proxy waits for a client's first bytes before it
+# routes the client as silent (server-first, FTP) to the greet backend:
+# portmux's default sniff_timeout, HAProxy's inspect-delay, sslh's -t.
+SILENCE=1s
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 WORK=$(mktemp -d /tmp/portmux-l4.XXXXXX)
@@ -225,6 +233,23 @@ SSLH=$(command -v sslh-fork || true)
 
 # ---- targets ----
 
+# portmux_config PORT: portmux's config, listening on PORT (sniff_timeout
+# default, i.e. SILENCE).
+portmux_config() {
+	cat <<EOF
+listen: ["127.0.0.1:$1"]
+admin: {listen: ""}
+log: {level: warn, format: json}
+routes:
+  - name: ssh
+    match: {protocol: ssh}
+    to: 127.0.0.1:$BACKEND_PORT
+  - name: ftp
+    match: {protocol: ftp}
+    to: 127.0.0.1:$GREET_PORT
+EOF
+}
+
 # start_target TARGET PORT TAG: start a proxy for TARGET on PORT; LAST is its
 # PID. direct starts nothing (LAST is empty).
 start_target() {
@@ -234,15 +259,7 @@ start_target() {
 	direct) return ;;
 	portmux)
 		cfg=$WORK/portmux-$tag.yaml
-		cat >"$cfg" <<EOF
-listen: ["127.0.0.1:$port"]
-admin: {listen: ""}
-log: {level: warn, format: json}
-routes:
-  - name: ssh
-    match: {protocol: ssh}
-    to: 127.0.0.1:$BACKEND_PORT
-EOF
+		portmux_config "$port" >"$cfg"
 		start "$WORK/portmux-$tag.log" "$WORK/portmux" run -c "$cfg"
 		;;
 	haproxy*)
@@ -263,16 +280,22 @@ defaults
 $opts
 frontend fe
     bind 127.0.0.1:$port
-    tcp-request inspect-delay 1s
+    tcp-request inspect-delay $SILENCE
     tcp-request content accept if { req.payload(0,4) -m str SSH- }
     use_backend ssh if { req.payload(0,4) -m str SSH- }
+    use_backend greet if !{ req.len gt 0 }
 backend ssh
     server backend 127.0.0.1:$BACKEND_PORT
+backend greet
+    server greet 127.0.0.1:$GREET_PORT
 EOF
 		start "$WORK/$t-$tag.log" haproxy -f "$cfg" -db
 		;;
 	sslh-fork)
-		start "$WORK/sslh-$tag.log" "$SSLH" -f -n -p "127.0.0.1:$port" --ssh "127.0.0.1:$BACKEND_PORT"
+		# --on-timeout names a protocol, not an address: the greet backend
+		# is given as tinc's (nothing here speaks tinc).
+		start "$WORK/sslh-$tag.log" "$SSLH" -f -n -p "127.0.0.1:$port" --ssh "127.0.0.1:$BACKEND_PORT" \
+			--tinc "127.0.0.1:$GREET_PORT" --on-timeout tinc -t "${SILENCE%s}"
 		;;
 	*)
 		log "unknown target $t"
@@ -316,6 +339,13 @@ run_test() {
 	bulk_down_8) cmd=(bulk -addr "$addr" -dir down -conns 8 -bytes "$BULK8_BYTES") ;;
 	connrate) cmd=(connrate -addr "$addr" -concurrency "$CONCURRENCY" -duration "$CONNRATE_DURATION" -prefix "$PREFIX") ;;
 	latency) cmd=(latency -addr "$addr" -n "$LATENCY_N" -prefix "$PREFIX") ;;
+	ftp_greeting)
+		if [ "$t" = direct ]; then
+			cmd=(greeting -addr "127.0.0.1:$GREET_PORT" -n "$GREETING_N" -silence 0)
+		else
+			cmd=(greeting -addr "$addr" -n "$GREETING_N" -silence "$SILENCE")
+		fi
+		;;
 	esac
 	# sslh-fork's per-connection processes are reaped with SA_NOCLDWAIT:
 	# their CPU time is accounted nowhere once they exit. Not measured.
@@ -333,6 +363,7 @@ run_test() {
 	bulk_*) for m in mbps bytes secs first_done_secs last_done_secs; do record "$r" "$test" "$t" $m "$(kv "$out" $m)"; done ;;
 	connrate) for m in cps conns errors slow_over_500ms; do record "$r" "$test" "$t" $m "$(kv "$out" $m)"; done ;;
 	latency) for m in p50_us p90_us p99_us max_us conns errors; do record "$r" "$test" "$t" $m "$(kv "$out" $m)"; done ;;
+	ftp_greeting) for m in p50_ms p90_ms p99_ms max_ms over_p50_ms over_p90_ms over_p99_ms over_max_ms n errors silence_ms; do record "$r" "$test" "$t" $m "$(kv "$out" $m)"; done ;;
 	esac
 	if [ -n "$pid" ]; then
 		record "$r" "$test" "$t" cpu_ms "$((c1 - c0))"
@@ -441,15 +472,7 @@ EOF
 	fi
 	port=$PROFILE_PORT
 	dbg=$DEBUG_PORT
-	cat >"$WORK/portmux-profile.yaml" <<EOF
-listen: ["127.0.0.1:$port"]
-admin: {listen: ""}
-log: {level: warn, format: json}
-routes:
-  - name: ssh
-    match: {protocol: ssh}
-    to: 127.0.0.1:$BACKEND_PORT
-EOF
+	portmux_config "$port" >"$WORK/portmux-profile.yaml"
 	L4_PPROF_ADDR=127.0.0.1:$dbg start "$WORK/portmux-profile.log" "$WORK/portmux-pprof" run -c "$WORK/portmux-profile.yaml"
 	pid=$LAST
 	"$L4" wait -addr "127.0.0.1:$port" -timeout 15s
@@ -654,12 +677,13 @@ install_packages
 SSLH=$(command -v sslh-fork || command -v sslh)
 build
 
-read -r -a P <<<"$("$L4" freeports -n 16)"
+read -r -a P <<<"$("$L4" freeports -n 20)"
 BACKEND_PORT=${P[0]}
 PROFILE_PORT=${P[1]}
 DEBUG_PORT=${P[2]}
+GREET_PORT=${P[3]}
 declare -A PORT=() IPORT=() PID=()
-i=3
+i=4
 for t in $TARGETS; do
 	PORT[$t]=${P[$i]}
 	IPORT[$t]=${P[$((i + 1))]}
@@ -673,9 +697,10 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 TOP0=$(top_procs)
 log "machine: $(nproc) cores, load $LOAD0, busy ${BUSY0}% over 3 s before starting; busiest: $TOP0"
 
-start "$WORK/backend.log" "$L4" serve -listen "127.0.0.1:$BACKEND_PORT"
+start "$WORK/backend.log" "$L4" serve -listen "127.0.0.1:$BACKEND_PORT" -greet-listen "127.0.0.1:$GREET_PORT"
 BACKEND_PID=$LAST
 "$L4" wait -addr "127.0.0.1:$BACKEND_PORT"
+"$L4" wait -addr "127.0.0.1:$GREET_PORT"
 for t in $TARGETS; do
 	start_target "$t" "${PORT[$t]}" main
 	PID[$t]=$LAST
@@ -744,10 +769,10 @@ stop "$BACKEND_PID"
 	echo "- Run time: $SECONDS s, build and profile included."
 	[ -n "$NOTE" ] && echo "- Note: $NOTE"
 	[ -n "$STOPPED_EARLY" ] && echo "- **Partial run**: $STOPPED_EARLY."
-	echo "- portmux: $PORTMUX_DESC, $(go version | cut -d' ' -f3), GOMAXPROCS default; config: one \`protocol: ssh\` route to the backend, \`sniff_timeout\` and \`idle_timeout\` default, \`log: {level: warn}\` (no per-connection log line; at \`info\` each connection writes one JSON line), admin listener off."
-	echo "- HAProxy: $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3), \`mode tcp\`, \`tcp-request inspect-delay 1s\`, \`tcp-request content accept if { req.payload(0,4) -m str SSH- }\`, \`use_backend\`; threads default ($(nproc)); variants: no splice, \`option splice-auto\`, \`option splice-request\` + \`option splice-response\`."
-	echo "- sslh: $(cat "$WORK/sslh-version.txt") (\`$(basename "$SSLH")\`, the forking build: one process per connection), \`-f -n -p 127.0.0.1:PORT --ssh 127.0.0.1:BACKEND\`; it logs each connection to stderr (redirected to a file)."
-	echo "- Tests: bulk $BULK1_BYTES bytes on 1 connection, $BULK8_BYTES bytes on each of 8; conn/s: $CONCURRENCY concurrent for $CONNRATE_DURATION, each connection sends \`SSH-2.0-bench\\r\\n\` + 64 bytes, reads the echo, closes; latency: $LATENCY_N sequential connections (after 50 unmeasured), time from connect() to the first echoed byte; idle: $IDLE_N connections, each echoed its SSH line once, held on a fresh proxy process. $ROUNDS interleaved rounds: for each test, every target in turn, order rotated each round. The backend and the clients run on the same 2 cores as the proxy."
+	echo "- portmux: $PORTMUX_DESC, $(go version | cut -d' ' -f3), GOMAXPROCS default; config: one \`protocol: ssh\` route to the backend and one \`protocol: ftp\` route to the greet backend, \`sniff_timeout\` and \`idle_timeout\` at their defaults (\`sniff_timeout\`: $SILENCE), \`log: {level: warn}\` (no per-connection log line; at \`info\` each connection writes one JSON line), admin listener off."
+	echo "- HAProxy: $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3), \`mode tcp\`, \`tcp-request inspect-delay $SILENCE\`, \`tcp-request content accept if { req.payload(0,4) -m str SSH- }\`, \`use_backend\` ssh on that, \`use_backend greet if !{ req.len gt 0 }\` (silent until the inspect-delay ends); threads default ($(nproc)); variants: no splice, \`option splice-auto\`, \`option splice-request\` + \`option splice-response\`."
+	echo "- sslh: $(cat "$WORK/sslh-version.txt") (\`$(basename "$SSLH")\`, the forking build: one process per connection), \`-f -n -p 127.0.0.1:PORT --ssh 127.0.0.1:BACKEND --tinc 127.0.0.1:GREET --on-timeout tinc -t ${SILENCE%s}\` (silent clients go to the greet backend after ${SILENCE%s} s); it logs each connection to stderr (redirected to a file)."
+	echo "- Tests: bulk $BULK1_BYTES bytes on 1 connection, $BULK8_BYTES bytes on each of 8; conn/s: $CONCURRENCY concurrent for $CONNRATE_DURATION, each connection sends \`SSH-2.0-bench\\r\\n\` + 64 bytes, reads the echo, closes; latency: $LATENCY_N sequential connections (after 50 unmeasured), time from connect() to the first echoed byte; ftp_greeting: $GREETING_N connections that send nothing, 32 in flight, starts spread evenly, time from connect() to the first byte of the greet backend's \`220\` line (direct: the greet backend itself); idle: $IDLE_N connections, each echoed its SSH line once, held on a fresh proxy process. $ROUNDS interleaved rounds: for each test, every target in turn, order rotated each round. The backend and the clients run on the same 2 cores as the proxy."
 	echo
 	echo "| round | order | machine busy before the round | load average at start | at end |"
 	echo "|---|---|---:|---|---|"

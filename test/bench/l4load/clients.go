@@ -240,9 +240,9 @@ func cmdLatency(args []string) error {
 		sum += d
 	}
 	us := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/1e3) }
-	result("test", "latency", "n", len(samples), "conns", made, "errors", failed,
-		"p50_us", us(pct(samples, 50)), "p90_us", us(pct(samples, 90)), "p99_us", us(pct(samples, 99)),
-		"max_us", us(samples[len(samples)-1]), "mean_us", us(sum/time.Duration(len(samples))))
+	kv := []any{"test", "latency", "n", len(samples), "conns", made, "errors", failed}
+	kv = append(kv, quantiles("", "_us", samples, 0, us)...)
+	result(append(kv, "mean_us", us(sum/time.Duration(len(samples))))...)
 	return nil
 }
 
@@ -273,6 +273,124 @@ func firstByte(addr string, msg, buf []byte, timeout time.Duration) (time.Durati
 func pct(sorted []time.Duration, p float64) time.Duration {
 	i := int(float64(len(sorted))*p/100+0.999999) - 1
 	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// quantiles are the result pairs p50, p90, p99 and max of sorted samples,
+// each less sub and formatted by format, keyed prefix+"p50"+suffix etc.
+func quantiles(prefix, suffix string, sorted []time.Duration, sub time.Duration, format func(time.Duration) string) []any {
+	var kv []any
+	for _, q := range []struct {
+		name string
+		p    float64
+	}{{"p50", 50}, {"p90", 90}, {"p99", 99}, {"max", 100}} {
+		kv = append(kv, prefix+q.name+suffix, format(pct(sorted, q.p)-sub))
+	}
+	return kv
+}
+
+// ---- greeting ----
+
+// cmdGreeting measures server-first detection: each connection sends
+// nothing and times connect() to the first byte of the server's greeting,
+// which a proxy can only ask for once it has waited -silence for client
+// bytes (its sniff timeout). Overshoot is the delay less -silence.
+func cmdGreeting(args []string) error {
+	fs := flag.NewFlagSet("greeting", flag.ExitOnError)
+	addr := fs.String("addr", "", "address to connect to (the greet backend, or a proxy routing silent clients to it)")
+	n := fs.Int("n", 300, "samples")
+	concurrency := fs.Int("concurrency", 32, "connections in flight, their starts spread over one -silence")
+	silence := fs.Duration("silence", time.Second, "how long the proxy waits for client bytes (0 for direct)")
+	timeout := fs.Duration("timeout", 0, "bound of one connection (0: -silence + 5s)")
+	maxTime := fs.Duration("max-time", 2*time.Minute, "stop sampling after this long")
+	fs.Parse(args)
+	if *addr == "" || *n < 1 || *concurrency < 1 || *silence < 0 {
+		return errors.New("need -addr, -n >= 1, -concurrency >= 1, -silence >= 0")
+	}
+	if *timeout <= 0 {
+		*timeout = *silence + 5*time.Second
+	}
+	var (
+		mu       sync.Mutex
+		samples  = make([]time.Duration, 0, *n)
+		failed   int
+		firstErr error
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	// Connection k starts no earlier than k*spacing: evenly spread, so the
+	// proxy's timers do not fire in bursts, and at least 1 ms apart, so
+	// the samples do not queue behind each other (direct: no silence).
+	spacing := max(*silence/time.Duration(*concurrency), time.Millisecond)
+	start := time.Now()
+	end := start.Add(*maxTime)
+	for range *concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := next.Add(1) - 1
+				at := start.Add(time.Duration(k) * spacing)
+				if k >= int64(*n) || at.After(end) || time.Now().After(end) {
+					return
+				}
+				time.Sleep(time.Until(at))
+				d, err := greetOnce(*addr, *timeout)
+				mu.Lock()
+				if err != nil {
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					samples = append(samples, d)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(samples) == 0 {
+		return fmt.Errorf("no sample, %d errors, first: %v", failed, firstErr)
+	}
+	slices.Sort(samples)
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/1e6) }
+	kv := []any{"test", "greeting", "n", len(samples), "errors", failed, "silence_ms", ms(*silence)}
+	kv = append(kv, quantiles("", "_ms", samples, 0, ms)...)
+	kv = append(kv, quantiles("over_", "_ms", samples, *silence, ms)...)
+	if firstErr != nil {
+		kv = append(kv, "first_error", strconv.Quote(firstErr.Error()))
+	}
+	result(kv...)
+	return nil
+}
+
+// greetOnce connects, sends nothing, and times connect() to the first byte
+// of the greeting; the greeting line must start with "220".
+func greetOnce(addr string, timeout time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(t0.Add(timeout))
+	buf := make([]byte, 128)
+	got, err := c.Read(buf)
+	if err != nil {
+		return 0, fmt.Errorf("no greeting: %w", err)
+	}
+	d := time.Since(t0)
+	for got < 3 && !bytes.Contains(buf[:got], []byte("\n")) { // a greeting split before its code
+		m, err := c.Read(buf[got:])
+		got += m
+		if err != nil {
+			break
+		}
+	}
+	if !bytes.HasPrefix(buf[:got], []byte("220")) {
+		return 0, fmt.Errorf("greeting %q does not start with 220", buf[:got])
+	}
+	return d, nil
 }
 
 // ---- idle ----

@@ -2,9 +2,11 @@
 // Standard library only. It is both ends of the traffic:
 //
 //	l4load serve    -listen ADDR                  TCP backend: echo, bulk download, bulk upload
+//	                [-greet-listen ADDR2]         and on ADDR2 a server-first one (220 greeting, FTP-like)
 //	l4load bulk     -addr A -dir up|down -conns N -bytes B   throughput (MB/s)
 //	l4load connrate -addr A -concurrency 32 -duration 10s -prefix 'SSH-2.0-bench\r\n'
 //	l4load latency  -addr A -n 2000              connect-to-first-byte p50/p99
+//	l4load greeting -addr A -n 300 -silence 1s   silent client: connect to server greeting p50/p99
 //	l4load idle     -addr A -n 2000              hold N idle relayed connections
 //	l4load pstat    -pid P                       PSS, RSS, fds, CPU of P and its descendants
 //	l4load wait     -addr A                      until A accepts connections
@@ -19,6 +21,10 @@
 //	SSH-2.0-bench-down-N\r\n   the backend sends N bytes, then closes
 //	SSH-2.0-bench-up-N\r\n     the backend reads N bytes, then replies the count ("N\n")
 //	anything else              echo, from the first byte (e.g. "SSH-2.0-bench\r\n")
+//
+// The -greet-listen backend speaks first, as an FTP server does: it sends
+// "220 l4load greeting\r\n" on accept and then only reads. A proxy reaches
+// it for a client that sends nothing (portmux's protocol: ftp route).
 //
 // Neither bulk mode depends on a half-close reaching the other end (sslh
 // closes both sides on the first EOF): the byte count is known in advance.
@@ -36,7 +42,7 @@ import (
 
 const usage = `usage: l4load COMMAND [flags]
 
-commands: serve, bulk, connrate, latency, idle, pstat, wait, freeports, memstats, fetch, report
+commands: serve, bulk, connrate, latency, greeting, idle, pstat, wait, freeports, memstats, fetch, report
 "l4load COMMAND -h" lists a command's flags.
 `
 
@@ -51,6 +57,7 @@ func main() {
 		"bulk":      cmdBulk,
 		"connrate":  cmdConnRate,
 		"latency":   cmdLatency,
+		"greeting":  cmdGreeting,
 		"idle":      cmdIdle,
 		"pstat":     cmdPstat,
 		"wait":      cmdWait,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -30,10 +31,14 @@ type server struct {
 	pattern []byte        // what bulk downloads send
 }
 
+// greeting is what the -greet-listen server sends first, like an FTP server.
+const greeting = "220 l4load greeting\r\n"
+
 func cmdServe(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on (loopback)")
-	idle := fs.Duration("idle", 15*time.Minute, "close an echo connection silent this long")
+	greetListen := fs.String("greet-listen", "", "also a server-first listener here: it sends a 220 greeting at once, then reads until EOF (\"\": none)")
+	idle := fs.Duration("idle", 15*time.Minute, "close an echo or greet connection silent this long")
 	bulkMax := fs.Duration("bulk-timeout", 5*time.Minute, "bound of one bulk transfer")
 	maxTime := fs.Duration("max-time", 2*time.Hour, "exit after this long in any case")
 	fs.Parse(args)
@@ -42,10 +47,21 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	lns := []net.Listener{ln}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
 	s := &server{idle: *idle, bulkMax: *bulkMax, pattern: make([]byte, bulkBuf)}
 	for i := range s.pattern {
 		s.pattern[i] = byte(i)
+	}
+	if *greetListen != "" {
+		gln, err := net.Listen("tcp", *greetListen)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		lns = append(lns, gln)
+		fmt.Printf("GREET_LISTEN %s\n", gln.Addr())
+		go acceptLoop(gln, s.greet)
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -54,20 +70,47 @@ func cmdServe(args []string) error {
 		case <-stop:
 		case <-time.After(*maxTime):
 		}
-		ln.Close()
+		for _, l := range lns {
+			l.Close()
+		}
 	}()
+	acceptLoop(ln, s.serveConn)
+	return nil
+}
+
+// acceptLoop serves each connection of ln with handle, in its own
+// goroutine, until ln is closed.
+func acceptLoop(ln net.Listener, handle func(*net.TCPConn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return nil
+				return
 			}
 			// EMFILE and the like: back off rather than spin.
 			fmt.Fprintf(os.Stderr, "accept: %v\n", err)
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
-		go s.serveConn(c.(*net.TCPConn))
+		go handle(c.(*net.TCPConn))
+	}
+}
+
+// greet serves a -greet-listen connection as a server-first (FTP) server
+// would start: the greeting at once, then whatever the client sends is
+// read and dropped until EOF or s.idle of silence.
+func (s *server) greet(c *net.TCPConn) {
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(s.idle))
+	if _, err := io.WriteString(c, greeting); err != nil {
+		return
+	}
+	buf := make([]byte, 512)
+	for {
+		c.SetReadDeadline(time.Now().Add(s.idle))
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
 	}
 }
 
