@@ -78,6 +78,10 @@ func (l *acceptListener) acceptRaw() {
 		}
 		backoff = 0
 		at := time.Now()
+		if !l.s.pending.add(c) {
+			c.Close() // the shutdown's grace ended
+			continue
+		}
 		if l.s.trustsProxy(c.RemoteAddr()) {
 			l.wg.Add(1)
 			go l.readProxyHeader(c, at)
@@ -97,25 +101,30 @@ func (l *acceptListener) readProxyHeader(c net.Conn, at time.Time) {
 	}
 	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(l.s.opts.SniffTimeout))
 	if pc.ProxyHeader() == nil && policy == proxyproto.REQUIRE {
+		l.s.pending.done(c)
 		l.s.refuse(c, addrPortOf(c.RemoteAddr()), RefusedProxyHeader)
 		return
 	}
 	l.admit(pc, at)
 }
 
-// admit claims or limits c, then hands it to cmux.
+// admit claims or limits c, then hands it to cmux. c stays pending (see
+// pendingConns) until handle takes it, unless it ends here.
 func (l *acceptListener) admit(c net.Conn, at time.Time) {
 	if claim := l.s.opts.Claim; claim != nil && claim(c) {
+		l.s.pending.done(rawTCP(c))
 		return
 	}
 	client := clientOf(c)
 	if reason := l.s.limits.admit(client.Addr(), at); reason != "" {
+		l.s.pending.done(rawTCP(c))
 		l.s.refuse(c, client, reason)
 		return
 	}
 	select {
 	case l.admitted <- &acceptedConn{Conn: c, at: at, client: client}:
 	case <-l.done:
+		l.s.pending.done(rawTCP(c))
 		c.Close()
 		l.s.limits.closed(client.Addr())
 	}

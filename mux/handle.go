@@ -23,6 +23,7 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	mc := c.(*cmux.MuxConn)
 	ac := mc.Conn.(*acceptedConn)
 	s.limits.sniffed()
+	s.pending.done(rawTCP(ac.Conn))
 	// One allocation for the connection's state, one for its sniffed
 	// bytes: read into a pooled buffer, then kept at their exact size, since
 	// a relayed connection may live for hours.

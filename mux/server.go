@@ -82,6 +82,7 @@ type Server struct {
 	closing   bool
 	serving   sync.WaitGroup // Serve calls, including their accept loops
 	conns     sync.WaitGroup // connections past the sniff, being handled
+	pending   pendingConns   // connections before it: header read, sniff
 
 	hardCtx  context.Context // cancelled when the drain grace ends
 	hardStop context.CancelFunc
@@ -219,11 +220,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	// Serve returns once its in-flight sniffs end (at most the sniff
-	// timeout); after that no connection is added.
-	s.serving.Wait()
-
+	// timeout); after that no connection is added, and the handled ones
+	// are waited for.
 	done := make(chan struct{})
 	go func() {
+		s.serving.Wait()
 		s.conns.Wait()
 		close(done)
 	}()
@@ -232,6 +233,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.hardStop()
 		return nil
 	case <-ctx.Done():
+		// Connections still being sniffed reached no backend: closed
+		// rather than waited for. Handlers see hardCtx end.
+		s.pending.closeAll()
 		s.hardStop()
 		<-done
 		return ctx.Err()
