@@ -91,10 +91,7 @@ func (d *DataClaims) Claim(conn net.Conn) bool {
 	ip := netAddrIP(conn.RemoteAddr())
 	e := d.take(claimKey{ip: ip})
 	if e == nil {
-		if c := d.log.Check(zapcore.DebugLevel, "ftp data connection not expected"); c != nil {
-			c.Write(zap.Stringer("client", conn.RemoteAddr()))
-		}
-		return false
+		return false // the usual case: any other connection, sniffed as usual
 	}
 	d.log.Info("ftp data connection claimed", zap.Stringer("client", conn.RemoteAddr()), zap.Stringer("backend", e.backend.RemoteAddr()))
 	go e.sess.relayData(conn, e.backend)
