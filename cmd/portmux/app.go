@@ -192,7 +192,6 @@ func (a *app) reload() error {
 		a.logger.Error("reload refused: keeping the running config", zap.Error(err))
 		return err
 	}
-	a.metrics.reloads.WithLabelValues("ok").Inc()
 	return nil
 }
 
@@ -231,6 +230,8 @@ func (a *app) reloadLocked() error {
 		a.logger.Warn("log level unchanged", zap.Error(err))
 	}
 	a.metrics.setConfig(hash)
+	// Counted before the log line: whoever sees the line sees the count.
+	a.metrics.reloads.WithLabelValues("ok").Inc()
 	a.logger.Info("config reloaded", zap.String("hash", hash), zap.Int("routes", len(g.table.Routes())))
 	go a.retire(old, certs)
 	return nil
