@@ -84,6 +84,7 @@ func startOpsWeb(t testing.TB, id string, gate *opsGate, ticks *opsTicks) *opsWe
 	})
 	s := httptest.NewServer(mux)
 	t.Cleanup(s.Close)
+	trackHTTPPeer(t, s)
 	// Registered after Close, so they run before it: no handler is left
 	// waiting when the server waits for its handlers.
 	if gate != nil {

@@ -54,7 +54,8 @@ routes:
 
 	addr := busy.Addr().String()
 	busy.Close()
-	pm.Reload(t, config(2, "second", "10s", `"`+addr+`"`), true, nil)
+	// A second listener: more goroutines when idle (see Reshape).
+	pm.Reshape(t, func() { pm.Reload(t, config(2, "second", "10s", `"`+addr+`"`), true, nil) })
 	if got, want := pm.Routes(t), []string{"second unknown -> builtin:echo"}; !slices.Equal(got, want) {
 		t.Errorf("GET /routes after the reload: %q; want %q", got, want)
 	}

@@ -96,6 +96,7 @@ func newPebble(t *testing.T, only string) *pebbleCA {
 			t.Logf("pebble log:\n%s", p.log.String())
 		}
 	})
+	trackHTTPPeer(t, p.srv) // portmux's ACME client keeps connections to it
 	p.Dir = p.srv.URL + wfe.DirectoryPath
 	p.RootsFile = filepath.Join(t.TempDir(), "pebble-wfe.pem")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})

@@ -99,6 +99,7 @@ func startL7Backend(t testing.TB, name string) *l7Backend {
 		b.ReleaseSSE()
 		b.Server.Close()
 	})
+	trackHTTPPeer(t, b.Server)
 	return b
 }
 
@@ -305,11 +306,11 @@ func numField(l logLine, k string) int {
 }
 
 // l7Header is the start of the configs of the L7 tests: one loopback listener,
-// no admin listener (several portmux processes may run at once), debug logs.
+// an admin listener on a port of the kernel's choice (adminListen), debug logs.
 // extra is inserted as top-level YAML before routes.
 func l7Header(extra string) string {
 	return `listen: ["127.0.0.1:0"]
-admin: {listen: ""}
+admin: {listen: ` + adminListen + `}
 shutdown_grace: 5s
 log: {level: debug, format: json}
 ` + extra

@@ -29,8 +29,6 @@ import (
 // called from the test goroutine.
 type opsPM struct {
 	*instance
-	cfgPath string
-	admin   string // the admin listener's address, from its log line
 }
 
 // startOpsPM writes yaml to a fresh config file and starts portmux on it. The
@@ -42,34 +40,15 @@ func startOpsPM(t testing.TB, yaml string, extra ...string) *opsPM {
 	return startOpsPMFile(t, path, extra...)
 }
 
-// startOpsPMFile starts portmux on an existing config file and waits for its
-// first "listening" and its "admin listening" lines. When the test ends it is
-// stopped with SIGTERM and must exit 0 without a data race (instance.Stop).
+// startOpsPMFile starts portmux on an existing config file (startInstance).
+// The config must enable the admin listener.
 func startOpsPMFile(t testing.TB, path string, extra ...string) *opsPM {
 	t.Helper()
-	if buildErr != nil {
-		t.Fatalf("portmux binary not available: %v", buildErr)
+	describe := func() string {
+		cfg, _ := os.ReadFile(path)
+		return fmt.Sprintf("portmux config file %s (last version):\n%s", path, cfg)
 	}
-	p := launchPortmux(t, path, extra...)
-	o := &opsPM{instance: p, cfgPath: path}
-	t.Cleanup(func() {
-		p.Stop(t)
-		if t.Failed() && !p.dumped.Load() {
-			cfg, _ := os.ReadFile(path)
-			t.Logf("portmux config file %s (last version):\n%s\n%s", path, cfg, p.dump())
-		}
-	})
-	l, err := p.waitFor(func(l logLine) bool { return l.Msg() == "listening" && l.Str("addr") != "" }, 30*time.Second)
-	if err != nil {
-		t.Fatalf("portmux did not start: %v\n%s", err, p.dump())
-	}
-	p.addr = l.Str("addr")
-	l, err = p.waitFor(func(l logLine) bool { return l.Msg() == "admin listening" }, 30*time.Second)
-	if err != nil {
-		t.Fatalf("portmux admin listener did not start: %v\n%s", err, p.dump())
-	}
-	o.admin = l.Str("addr")
-	return o
+	return &opsPM{startInstance(t, path, describe, extra...)}
 }
 
 // opsWriteFile replaces path with content atomically (a temporary file renamed

@@ -38,6 +38,7 @@ func startHTTPBackend(t testing.TB) *httptest.Server {
 	})
 	s := httptest.NewServer(mux)
 	t.Cleanup(s.Close)
+	trackHTTPPeer(t, s)
 	return s
 }
 

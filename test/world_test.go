@@ -67,7 +67,7 @@ sniff_max_bytes: 65536
 dial_timeout: 5s
 idle_timeout: 1h
 shutdown_grace: 5s
-admin: {listen: ""}  # off: tests run several portmux at once
+admin: {listen: %s}
 log: {level: debug, format: json}
 routes:
   - name: ssh
@@ -88,7 +88,7 @@ routes:
   - name: ftp
     match: {protocol: ftp}
     to: %s
-`, sniff, sshTo, w.HTTP.Listener.Addr(), w.TLSA.Addr(), w.TLSB.Addr(), w.Dead, w.FTP.Addr())
+`, sniff, adminListen, sshTo, w.HTTP.Listener.Addr(), w.TLSA.Addr(), w.TLSB.Addr(), w.Dead, w.FTP.Addr())
 	if o.FallbackTo != nil {
 		fmt.Fprintf(&b, `  - name: fallback
     match: {protocol: unknown}
