@@ -282,15 +282,8 @@ func TestServerShutdownDrains(t *testing.T) {
 		c.NetConn.Close()
 		return Result{Err: ctx.Err()}
 	})}}), Options{SniffTimeout: testSniffTimeout, Logger: zap.New(core)})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := serveLoopback(t, srv)
+	c := dialLoopback(t, addr)
 	defer c.Close()
 	c.Write([]byte("SSH-2.0-x\r\n"))
 	<-started
@@ -299,7 +292,7 @@ func TestServerShutdownDrains(t *testing.T) {
 	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: got %v; want the grace period to run out", err)
 	}
-	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Fatal("new connections still accepted after Shutdown")
 	}
 }
@@ -312,16 +305,8 @@ func TestServerClaimBeforeSniffing(t *testing.T) {
 		claimed <- c
 		return true
 	}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
+	c := dialLoopback(t, serveLoopback(t, srv))
 	defer srv.Shutdown(context.Background())
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer c.Close()
 	c.Write([]byte("SSH-2.0-looks-like-ssh\r\n"))
 	got := <-claimed
@@ -361,16 +346,9 @@ func TestServerObserver(t *testing.T) {
 		c.NetConn.Close()
 		return Result{Outcome: OutcomeOK}
 	})}}), Options{SniffTimeout: testSniffTimeout, Observer: obs})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
+	addr := serveLoopback(t, srv)
 	for _, data := range []string{"SSH-2.0-x\r\n", "GET / HTTP/1.1\r\n\r\n"} {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialLoopback(t, addr)
 		c.Write([]byte(data))
 		io.Copy(io.Discard, c)
 		c.Close()
@@ -381,4 +359,26 @@ func TestServerObserver(t *testing.T) {
 	if obs.sniffed != 2 || obs.started != 1 || obs.unrouted != 1 || len(obs.finished) != 2 {
 		t.Fatalf("sniffed %d, started %d, unrouted %d, finished %v", obs.sniffed, obs.started, obs.unrouted, obs.finished)
 	}
+}
+
+// serveLoopback serves srv on a fresh loopback listener and returns its
+// address; the test shuts srv down.
+func serveLoopback(t testing.TB, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	return ln.Addr().String()
+}
+
+// dialLoopback connects to addr; the test closes the connection.
+func dialLoopback(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -3,7 +3,6 @@ package mux
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"testing"
@@ -25,15 +24,7 @@ func TestServerShutdownClosesPendingConnections(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := NewServer(NewTable(allRoutes()), Options{SniffTimeout: time.Minute, ProxyProtocol: tc.proxy})
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go srv.Serve(ln)
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dialLoopback(t, serveLoopback(t, srv))
 			defer c.Close()
 			c.Write([]byte(tc.send))
 			waitPending(t, srv, 1)
