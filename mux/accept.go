@@ -158,8 +158,9 @@ func clientOf(c net.Conn) netip.AddrPort {
 	return ap
 }
 
-// rawTCP returns the socket under c (under a PROXY protocol wrapper), so
-// relays can splice. Call it only once c's buffered bytes are drained.
+// rawTCP returns the socket under c (under a PROXY protocol wrapper): the
+// key of c among the pending connections, and what relays splice, which
+// they may do only once c's buffered bytes are drained.
 func rawTCP(c net.Conn) net.Conn {
 	if pc, ok := c.(*proxyproto.Conn); ok {
 		return pc.Raw()
