@@ -40,16 +40,7 @@ func startOpsWeb(t testing.TB, id string, gate *opsGate, ticks *opsTicks) *opsWe
 		w.Header().Set("X-Backend", id)
 		io.WriteString(w, id)
 	})
-	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("X-Backend", id)
-		w.Header().Set("X-Body-Sha256", digestBytes(body).Sum)
-		w.Write(body)
-	})
+	mux.HandleFunc("POST /echo", echoHandler(id))
 	mux.HandleFunc("GET /blob", func(w http.ResponseWriter, r *http.Request) {
 		seed, n := opsQuery(r, "seed"), opsQuery(r, "n")
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))

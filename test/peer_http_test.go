@@ -26,20 +26,26 @@ func startHTTPBackend(t testing.TB) *httptest.Server {
 		w.Header().Set("X-Host", r.Host)
 		io.WriteString(w, httpHello)
 	})
-	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /echo", echoHandler("http"))
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	trackHTTPPeer(t, s)
+	return s
+}
+
+// echoHandler answers with the request body, X-Backend: id and
+// X-Body-Sha256: the body's sha256 (what the backend saw).
+func echoHandler(id string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		w.Header().Set("X-Backend", "http")
+		w.Header().Set("X-Backend", id)
 		w.Header().Set("X-Body-Sha256", digestBytes(body).Sum)
 		w.Write(body)
-	})
-	s := httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	trackHTTPPeer(t, s)
-	return s
+	}
 }
 
 // httpClient is an HTTP client that dials addr whatever the URL says and records the
