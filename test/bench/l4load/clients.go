@@ -61,16 +61,27 @@ func cmdBulk(args []string) error {
 	return nil
 }
 
-func bulkDown(addr string, size int64, deadline time.Time) error {
+// openBulk connects to addr and sends the command line of a bulk transfer
+// (dir "up" or "down") of size bytes, bounded by deadline.
+func openBulk(addr, dir string, size int64, deadline time.Time) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(deadline)
+	if _, err := fmt.Fprintf(c, "%s%s-%d\r\n", cmdPrefix, dir, size); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func bulkDown(addr string, size int64, deadline time.Time) error {
+	c, err := openBulk(addr, "down", size, deadline)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(deadline)
-	if _, err := fmt.Fprintf(c, "%sdown-%d\r\n", cmdPrefix, size); err != nil {
-		return err
-	}
 	buf := make([]byte, bulkBuf)
 	var got int64
 	for got < size {
@@ -84,15 +95,11 @@ func bulkDown(addr string, size int64, deadline time.Time) error {
 }
 
 func bulkUp(addr string, size int64, deadline time.Time) error {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	c, err := openBulk(addr, "up", size, deadline)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(deadline)
-	if _, err := fmt.Fprintf(c, "%sup-%d\r\n", cmdPrefix, size); err != nil {
-		return err
-	}
 	buf := make([]byte, bulkBuf)
 	for i := range buf {
 		buf[i] = byte(i)
