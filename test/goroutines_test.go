@@ -123,37 +123,43 @@ func (p *instance) takeBaseline(t testing.TB) {
 	p.baseline = p.steadyGoroutines(t, false)
 }
 
-// steadyGoroutines returns the count once it is steady: the reading of a
-// window of goroutineWindow scrapes (each after dropIdlePeerConns if
-// dropIdle) that equals the reading of the window before it. A process
-// just started may still be starting goroutines (a listener's accept loops
-// come after its "listening" line), which a single window taken too early
-// would leave out of the baseline. Up to steadyWindows windows.
+// steadyGoroutines returns the count once it is steady: a window's reading
+// that equals the reading of the window before it. A process just started
+// may still be starting goroutines (a listener's accept loops come after
+// its "listening" line), which a single window taken too early would leave
+// out of the baseline. Up to steadyWindows windows.
 func (p *instance) steadyGoroutines(t testing.TB, dropIdle bool) int {
 	t.Helper()
-	prev := -1
-	for range steadyWindows {
-		var r goroutineReadings
-		for {
-			if dropIdle {
-				dropIdlePeerConns()
-			}
-			n, _, err := p.goroutines()
-			if err != nil {
-				t.Fatalf("counting portmux's goroutines: %v\n%s", err, p.dump())
-			}
-			r.add(n)
-			if m, ok := r.floor(); ok {
-				if m == prev {
-					return m
-				}
-				prev = m
-				break
-			}
-			time.Sleep(goroutinePoll)
+	prev := p.windowReading(t, dropIdle)
+	for range steadyWindows - 1 {
+		n := p.windowReading(t, dropIdle)
+		if n == prev {
+			break
 		}
+		prev = n
 	}
 	return prev
+}
+
+// windowReading is one reading: the lowest of goroutineWindow scrapes,
+// each after dropIdlePeerConns if dropIdle.
+func (p *instance) windowReading(t testing.TB, dropIdle bool) int {
+	t.Helper()
+	var r goroutineReadings
+	for {
+		if dropIdle {
+			dropIdlePeerConns()
+		}
+		n, _, err := p.goroutines()
+		if err != nil {
+			t.Fatalf("counting portmux's goroutines: %v\n%s", err, p.dump())
+		}
+		r.add(n)
+		if m, ok := r.floor(); ok {
+			return m
+		}
+		time.Sleep(goroutinePoll)
+	}
 }
 
 // steadyWindows bounds steadyGoroutines: 10 windows are about 5 s.
