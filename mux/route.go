@@ -130,13 +130,17 @@ func (m *Match) matches(info *Info) bool {
 // HTTP/2 connection may go elsewhere): the first route whose match takes
 // the request's Host (without port), path, client and, over TLS, SNI.
 func (t *Table) LookupRequest(r *http.Request) *Route {
-	info := Info{Protocol: HTTP, Host: requestHost(r.Host), hostKnown: true, Path: r.URL.Path, Terminated: r.TLS != nil}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		info.Client = ap
-	}
-	if r.TLS != nil {
-		info.SNI = r.TLS.ServerName
-		info.NegotiatedProtocol = r.TLS.NegotiatedProtocol
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	return t.LookupHTTP(r.Host, r.URL.Path, client, r.TLS)
+}
+
+// LookupHTTP is LookupRequest for a request known by its Host header (as
+// sent), decoded path, client and TLS connection (nil on plain HTTP).
+func (t *Table) LookupHTTP(host, path string, client netip.AddrPort, state *tls.ConnectionState) *Route {
+	info := Info{Protocol: HTTP, Host: requestHost(host), hostKnown: true, Path: path, Client: client, Terminated: state != nil}
+	if state != nil {
+		info.SNI = state.ServerName
+		info.NegotiatedProtocol = state.NegotiatedProtocol
 	}
 	return t.Lookup(&info)
 }

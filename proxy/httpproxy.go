@@ -38,8 +38,14 @@ type HTTPProxy struct {
 	Logger *zap.Logger
 	// OnRequest, if set, is told about each finished request (metrics).
 	OnRequest func(route string, status int, d time.Duration)
+	// DialTimeout and ResponseHeaderTimeout bound connecting to an
+	// upstream and waiting for its response head on the direct path
+	// (zero: no limit); the transport given to NewHTTPProxy has its own.
+	DialTimeout, ResponseHeaderTimeout time.Duration
 
-	rp *httputil.ReverseProxy
+	rp       *httputil.ReverseProxy
+	dialOnce sync.Once
+	dial     *net.Dialer
 }
 
 // NewHTTPProxy returns a proxy for route over pool using transport, which
@@ -140,17 +146,10 @@ func (p *HTTPProxy) trusted(a netip.Addr) bool {
 	return false
 }
 
-// fail answers a request the proxy could not complete: 504 when the
-// upstream timed out, 413 for an oversized body, 502 otherwise.
+// fail answers a request the proxy could not complete (failureOf).
 func (p *HTTPProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := http.StatusBadGateway, "502 bad gateway: the upstream could not be reached\n"
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
-		status, msg = http.StatusRequestEntityTooLarge, "413 request body too large\n"
-	case isTimeout(err):
-		status, msg = http.StatusGatewayTimeout, "504 gateway timeout: the upstream did not answer in time\n"
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	status, msg := failureOf(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		status, msg = 499, "" // the client went away; nothing to send
 	}
 	st := stateOf(r)
@@ -167,6 +166,19 @@ func (p *HTTPProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(status)
 		w.Write([]byte(msg))
 	}
+}
+
+// failureOf is the answer to a request that failed with err: 504 when the
+// upstream timed out, 413 for an oversized body, 502 otherwise.
+func failureOf(err error) (status int, msg string) {
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return http.StatusRequestEntityTooLarge, "413 request body too large\n"
+	case isTimeout(err):
+		return http.StatusGatewayTimeout, "504 gateway timeout: the upstream did not answer in time\n"
+	}
+	return http.StatusBadGateway, "502 bad gateway: the upstream could not be reached\n"
 }
 
 func isTimeout(err error) bool {
@@ -198,28 +210,32 @@ func (p *HTTPProxy) logRequest(r *http.Request, st *reqState, rec *recorder, sta
 	if st.err != nil && status != 499 {
 		level = zap.WarnLevel
 	}
-	ce := p.Logger.Check(level, "request")
-	if ce == nil {
-		return
+	if ce := p.Logger.Check(level, "request"); ce != nil {
+		ce.Write(p.accessFields(r.Method, r.Host, r.URL.Path, r.RemoteAddr, r.Proto, status, rec.bytes, start, st.upstream, st.err)...)
 	}
+}
+
+// accessFields are the fields of an access log line.
+func (p *HTTPProxy) accessFields(method, host, path, client, proto string, status int, bytes int64,
+	start time.Time, upstream *Upstream, err error) []zap.Field {
 	fields := []zap.Field{
 		zap.String("route", p.Route),
-		zap.String("method", r.Method),
-		zap.String("host", r.Host),
-		zap.String("path", r.URL.Path),
+		zap.String("method", method),
+		zap.String("host", host),
+		zap.String("path", path),
 		zap.Int("status", status),
-		zap.Int64("bytes", rec.bytes),
+		zap.Int64("bytes", bytes),
 		zap.Duration("duration", time.Since(start)),
-		zap.String("client", r.RemoteAddr),
-		zap.String("proto", r.Proto),
+		zap.String("client", client),
+		zap.String("proto", proto),
 	}
-	if st.upstream != nil {
-		fields = append(fields, zap.String("upstream", st.upstream.URL.Host))
+	if upstream != nil {
+		fields = append(fields, zap.String("upstream", upstream.URL.Host))
 	}
-	if st.err != nil {
-		fields = append(fields, zap.Error(st.err))
+	if err != nil {
+		fields = append(fields, zap.Error(err))
 	}
-	ce.Write(fields...)
+	return fields
 }
 
 // recorder notes the status and body bytes of a response. It keeps the

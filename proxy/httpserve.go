@@ -2,22 +2,30 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// HTTPServer serves an http.Handler on connections handed to it one at a
-// time (after sniffing), through one long-lived http.Server fed by an
-// in-memory listener. A handed *tls.Conn keeps its type, so the server sees
-// r.TLS and speaks HTTP/2 when ALPN chose h2.
+// HTTPServer serves connections handed to it one at a time (after
+// sniffing). With a DirectRouter, HTTP/1.1 requests go first through the
+// direct path (h1direct.go); the rest, and every connection without one,
+// go to an http.Handler served by one long-lived http.Server fed by an
+// in-memory listener. A handed *tls.Conn keeps its type, so the server
+// speaks HTTP/2 when ALPN chose h2; r.TLS is set for any TLS connection.
 type HTTPServer struct {
-	srv *http.Server
-	ln  *handoffListener
+	srv    *http.Server
+	ln     *handoffListener
+	direct DirectRouter
 
-	mu    sync.Mutex
-	conns map[net.Conn]*handed
+	mu      sync.Mutex
+	conns   map[net.Conn]*handed
+	directs map[*directConn]struct{}
+	closing atomic.Bool
+	active  sync.WaitGroup // direct-path connections
 }
 
 // handed tracks one connection until the http.Server is done with it.
@@ -25,6 +33,7 @@ type handed struct {
 	done     chan struct{}
 	once     sync.Once
 	hijacked bool
+	tls      *tls.ConnectionState
 }
 
 func (h *handed) finish() { h.once.Do(func() { close(h.done) }) }
@@ -33,8 +42,9 @@ type connKey struct{}
 
 // NewHTTPServer starts serving h. srv may be nil; its Handler, ConnState and
 // ConnContext are replaced, its timeouts kept (ReadHeaderTimeout defaults to
-// 10s and IdleTimeout to 60s when zero, against slow or idle clients).
-func NewHTTPServer(h http.Handler, srv *http.Server) *HTTPServer {
+// 10s and IdleTimeout to 60s when zero, against slow or idle clients) and
+// applied to the direct path too. direct may be nil (no direct path).
+func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPServer {
 	if srv == nil {
 		srv = &http.Server{}
 	}
@@ -44,16 +54,25 @@ func NewHTTPServer(h http.Handler, srv *http.Server) *HTTPServer {
 	if srv.IdleTimeout == 0 {
 		srv.IdleTimeout = 60 * time.Second
 	}
-	s := &HTTPServer{srv: srv, ln: newHandoffListener(), conns: make(map[net.Conn]*handed)}
+	s := &HTTPServer{srv: srv, ln: newHandoffListener(), direct: direct,
+		conns: make(map[net.Conn]*handed), directs: make(map[*directConn]struct{})}
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		return context.WithValue(ctx, connKey{}, c)
 	}
 	srv.ConnState = s.connState
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Context().Value(connKey{}).(net.Conn)
+		if r.TLS == nil && c != nil {
+			// A TLS connection whose bytes were sniffed or read by the
+			// direct path arrives wrapped: the server cannot see its TLS.
+			if hd := s.lookup(c); hd != nil {
+				r.TLS = hd.tls
+			}
+		}
 		h.ServeHTTP(w, r)
 		// A hijacked connection (an upgrade) is the handler's until it
 		// returns; the server reports no close for it.
-		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		if c != nil {
 			s.hijackDone(c)
 		}
 	})
@@ -61,10 +80,16 @@ func NewHTTPServer(h http.Handler, srv *http.Server) *HTTPServer {
 	return s
 }
 
-// Serve hands conn to the http.Server and waits until the server is done
-// with it, or until ctx is cancelled, which closes it. It owns conn.
-func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn) error {
-	h := &handed{done: make(chan struct{})}
+// Serve serves conn's requests until it closes, or until ctx is
+// cancelled, which closes it. It owns conn. state is the TLS connection
+// conn is (or wraps), nil for plain HTTP.
+func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.ConnectionState) error {
+	if s.direct != nil && (state == nil || state.NegotiatedProtocol != "h2") {
+		if conn = s.serveDirect(ctx, conn, state); conn == nil {
+			return ctx.Err()
+		}
+	}
+	h := &handed{done: make(chan struct{}), tls: state}
 	s.mu.Lock()
 	s.conns[conn] = h
 	s.mu.Unlock()
@@ -118,10 +143,54 @@ func (s *HTTPServer) hijackDone(c net.Conn) {
 	}
 }
 
-// Shutdown stops the http.Server gracefully: idle keep-alive connections are
-// closed at once, active requests finish until ctx is done.
+// Shutdown stops serving gracefully: idle keep-alive connections are
+// closed at once, active requests finish until ctx is done, when the
+// connections still open are closed.
 func (s *HTTPServer) Shutdown(ctx context.Context) error {
-	return s.srv.Shutdown(ctx)
+	s.mu.Lock()
+	s.closing.Store(true)
+	for d := range s.directs {
+		if d.idle.Load() {
+			d.conn.SetReadDeadline(time.Now()) // wakes its wait for a request
+		}
+	}
+	s.mu.Unlock()
+	err := s.srv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() {
+		s.active.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for d := range s.directs {
+			d.conn.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	return err
+}
+
+// track registers a direct-path connection; false once shutting down.
+func (s *HTTPServer) track(d *directConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.directs[d] = struct{}{}
+	s.active.Add(1)
+	return true
+}
+
+func (s *HTTPServer) untrack(d *directConn) {
+	s.mu.Lock()
+	delete(s.directs, d)
+	s.mu.Unlock()
+	s.active.Done()
 }
 
 // handoffListener is a net.Listener whose connections are pushed in.

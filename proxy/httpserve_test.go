@@ -26,7 +26,7 @@ func handOver(t *testing.T, s *HTTPServer, ctx context.Context) (string, <-chan 
 			if err != nil {
 				return
 			}
-			go func() { served <- s.Serve(ctx, c) }()
+			go func() { served <- s.Serve(ctx, c, nil) }()
 		}
 	}()
 	t.Cleanup(func() { ln.Close() })
@@ -34,7 +34,7 @@ func handOver(t *testing.T, s *HTTPServer, ctx context.Context) (string, <-chan 
 }
 
 func newTestHTTPServer(t *testing.T, h http.Handler) *HTTPServer {
-	s := NewHTTPServer(h, nil)
+	s := NewHTTPServer(h, nil, nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

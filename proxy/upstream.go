@@ -31,6 +31,7 @@ type Upstream struct {
 	inFlight  atomic.Int64
 	fails     atomic.Int64 // consecutive failures
 	downUntil atomic.Int64 // unix nanos; the upstream is skipped before then
+	idle      idleConns    // the direct path's kept-alive connections
 }
 
 // Healthy reports whether the upstream is not marked down.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,6 +33,7 @@ type generation struct {
 
 	servers    []*proxy.HTTPServer
 	transports []*http.Transport
+	proxies    []*proxy.HTTPProxy
 	app        *app
 }
 
@@ -85,12 +87,13 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 		routes = append(routes, implicitHTTPRoute(plainHandoff))
 	}
 	g.table = mux.NewTable(routes)
-	var router http.Handler = &httpRouter{table: g.table, handlers: l7, logger: a.logger}
+	hr := &httpRouter{table: g.table, handlers: l7, logger: a.logger, challenges: certs != nil}
+	var router http.Handler = hr
 	if certs != nil {
 		router = certs.HTTPChallengeHandler(router)
 	}
 	g.plain = router
-	plainServer = g.httpServer(router)
+	plainServer = g.httpServer(router, hr.direct)
 	return g
 }
 
@@ -129,7 +132,8 @@ func (g *generation) innerTable(r config.Route) *mux.Table {
 		routes = append(routes, implicitHTTPRoute(handoff)) // 404 and 421 answers
 	}
 	t := mux.NewTable(routes)
-	server = g.httpServer(&httpRouter{table: t, handlers: l7, logger: g.app.logger})
+	hr := &httpRouter{table: t, handlers: l7, logger: g.app.logger}
+	server = g.httpServer(hr, hr.direct)
 	return t
 }
 
@@ -144,8 +148,9 @@ func implicitHTTPRoute(h mux.Handler) mux.Route {
 }
 
 // httpServer starts an in-process HTTP server (HTTP/1.1, h2 over TLS by
-// ALPN, h2c prior knowledge) for one routing table.
-func (g *generation) httpServer(h http.Handler) *proxy.HTTPServer {
+// ALPN, h2c prior knowledge) for one routing table, with the direct path
+// routed by direct.
+func (g *generation) httpServer(h http.Handler, direct proxy.DirectRouter) *proxy.HTTPServer {
 	c := g.cfg.HTTP
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
@@ -157,7 +162,7 @@ func (g *generation) httpServer(h http.Handler) *proxy.HTTPServer {
 		IdleTimeout:       c.IdleTimeout,
 		Protocols:         &protocols,
 		ErrorLog:          zap.NewStdLog(g.app.logger.Named("http")),
-	})
+	}, direct)
 	g.servers = append(g.servers, s)
 	return s
 }
@@ -166,12 +171,17 @@ func (g *generation) httpServer(h http.Handler) *proxy.HTTPServer {
 // nothing sniffed (ALPN decided), the *tls.Conn goes as is, so the server
 // sees r.TLS and speaks h2; otherwise a Stream replays the sniffed bytes.
 func serveL7(ctx context.Context, s *proxy.HTTPServer, c *mux.Conn) mux.Result {
+	var state *tls.ConnectionState
+	if tc, ok := c.NetConn.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		state = &cs
+	}
 	if len(c.Prefix) == 0 {
-		err := s.Serve(ctx, c.NetConn)
+		err := s.Serve(ctx, c.NetConn, state)
 		return mux.Result{Backend: "http", Err: err, Outcome: outcomeOf(ctx, err)}
 	}
 	st := c.Stream()
-	err := s.Serve(ctx, st)
+	err := s.Serve(ctx, st, state)
 	up, down := st.Counts()
 	return mux.Result{Backend: "http", Up: up, Down: down, Err: err, Outcome: outcomeOf(ctx, err)}
 }
@@ -179,10 +189,29 @@ func serveL7(ctx context.Context, s *proxy.HTTPServer, c *mux.Conn) mux.Result {
 // httpRouter routes each request of an in-process HTTP server with its
 // table (mux owns all matching) to the route's HTTP handler.
 type httpRouter struct {
-	table    *mux.Table
-	handlers map[string]http.Handler
-	logger   *zap.Logger
+	table      *mux.Table
+	handlers   map[string]http.Handler
+	logger     *zap.Logger
+	challenges bool // ACME HTTP-01 challenges are answered in front
 }
+
+// direct routes a request of the direct path: to its route's proxy when
+// that route has one and admits the client; nil leaves the request to
+// ServeHTTP (and the challenge handler in front of it).
+func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
+	if h.challenges && strings.HasPrefix(q.Path, acmeChallengePath) {
+		return nil
+	}
+	route := h.table.LookupHTTP(q.Host, q.Path, q.Client, q.TLS)
+	if route == nil || !route.Admits(q.Client.Addr().Unmap()) {
+		return nil
+	}
+	p, _ := h.handlers[route.Name].(*proxy.HTTPProxy)
+	return p
+}
+
+// acmeChallengePath is where ACME HTTP-01 challenges are requested.
+const acmeChallengePath = "/.well-known/acme-challenge/"
 
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route := h.table.LookupRequest(r); route != nil {
@@ -240,6 +269,8 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 	p.MaxBodyBytes = r.MaxBodyBytes
 	p.TrustedProxies = parseSources(g.cfg.HTTP.TrustedProxies)
 	p.OnRequest = g.app.metrics.request
+	p.DialTimeout, p.ResponseHeaderTimeout = g.dialTimeout(r), headerTimeout
+	g.proxies = append(g.proxies, p)
 	if hc := r.HealthCheck; hc != nil {
 		go pool.RunHealthChecks(g.ctx, proxy.HealthCheck{Path: hc.Path, Interval: hc.Interval, Timeout: hc.Timeout, Status: hc.Status},
 			&http.Client{Transport: tr}, func(u *proxy.Upstream, healthy bool, err error) {
@@ -292,6 +323,9 @@ func (g *generation) retire(ctx context.Context) {
 	}
 	for _, t := range g.transports {
 		t.CloseIdleConnections()
+	}
+	for _, p := range g.proxies {
+		p.CloseIdleConnections()
 	}
 }
 

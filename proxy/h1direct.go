@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The direct path forwards plain HTTP/1.1 requests without net/http: the
+// connection's goroutine reads the request head, writes it to a pooled
+// upstream connection and copies the response back, with no goroutine
+// hand-off and little allocation. net/http's server and Transport cost
+// three to four times more CPU per request (docs/performance.md).
+//
+// It forwards only what it fully understands (requestHead.parseRequest) to
+// routes that allow it (HTTPProxy.canForward). At the first request it does
+// not take, the connection, its unread bytes included, moves to the
+// http.Server for good, which serves everything else as before: h2c,
+// upgrades, chunked uploads, Expect, bodies not yet received, the ACME
+// challenge, redirects, 404 and 421 answers.
+
+// DirectRequest describes a request to a DirectRouter.
+type DirectRequest struct {
+	Host   string // the Host header as sent
+	Path   string // the decoded path
+	Client netip.AddrPort
+	TLS    *tls.ConnectionState // nil on plain HTTP
+}
+
+// DirectRouter returns the proxy of the route that takes a request, or nil
+// to have the http.Server serve it (and the rest of its connection).
+type DirectRouter func(*DirectRequest) *HTTPProxy
+
+// clientBufferSize bounds the request head and body the direct path
+// forwards; anything larger goes to the http.Server.
+const clientBufferSize = 8 << 10
+
+var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientBufferSize) }}
+
+// directConn is one client connection on the direct path.
+type directConn struct {
+	s        *HTTPServer
+	conn     net.Conn // read and written; a Stream when bytes were sniffed
+	br       *bufio.Reader
+	client   netip.AddrPort
+	remote   string
+	clientIP string // for X-Forwarded-For
+	tls      *tls.ConnectionState
+	idle     atomic.Bool // waiting for a request: Shutdown may close it
+
+	req  requestHead
+	resp responseHead
+	out  []byte // the outgoing head being built
+	note []byte // method and host of the request, for its log line
+	path string // its decoded path
+}
+
+// serveDirect serves conn's requests on the direct path until it closes,
+// or returns it, with the bytes it read, for the http.Server.
+func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.ConnectionState) net.Conn {
+	d := &directConn{s: s, conn: conn, tls: state, remote: conn.RemoteAddr().String()}
+	d.client, _ = netip.ParseAddrPort(d.remote)
+	d.clientIP = d.client.Addr().String()
+	if host, _, err := net.SplitHostPort(d.remote); err == nil {
+		d.clientIP = host // as ReverseProxy's SetXForwarded writes it
+	}
+	d.br = clientReaders.Get().(*bufio.Reader)
+	d.br.Reset(conn)
+	if !s.track(d) {
+		conn.Close()
+		d.releaseReader()
+		return nil
+	}
+	defer s.untrack(d)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	for first := true; ; first = false {
+		res, err := d.readRequest(first)
+		if err != nil {
+			conn.Close()
+			d.releaseReader()
+			return nil
+		}
+		var p *HTTPProxy
+		if res == headOK {
+			p = d.route()
+		}
+		if p == nil {
+			return d.handoff()
+		}
+		if !p.forwardDirect(d) || d.req.close || s.closing.Load() {
+			conn.Close()
+			d.releaseReader()
+			return nil
+		}
+	}
+}
+
+// readRequest waits for the next request head: for its first byte up to
+// the idle timeout (the first request's bytes are already there), for the
+// rest up to the header timeout. It reports whether the direct path can
+// take the request (body included, already buffered), or an error when
+// the connection is done.
+func (d *directConn) readRequest(first bool) (headResult, error) {
+	srv := d.s.srv
+	if !first && d.br.Buffered() == 0 {
+		// Deadline, then idle, then the check: a Shutdown that missed this
+		// connection as idle has set closing before the check; one that saw
+		// it idle moves the deadline after this one was set.
+		d.conn.SetReadDeadline(time.Now().Add(srv.IdleTimeout))
+		d.idle.Store(true)
+		if d.s.closing.Load() {
+			d.idle.Store(false)
+			return 0, net.ErrClosed
+		}
+		_, err := d.br.Peek(1)
+		d.idle.Store(false)
+		if err != nil {
+			return 0, err
+		}
+	}
+	deadline := false
+	for {
+		res := d.req.parseRequest(d.peekBuffered())
+		switch {
+		case res == headOK:
+			total := d.req.size + int(d.req.contentLength)
+			if d.req.contentLength > int64(d.br.Size()) || total > d.br.Buffered() {
+				return headUnsupported, nil // a body still on its way streams through net/http
+			}
+			return headOK, nil
+		case res == headUnsupported || d.br.Buffered() == d.br.Size():
+			return headUnsupported, nil
+		}
+		if !deadline {
+			d.conn.SetReadDeadline(time.Now().Add(srv.ReadHeaderTimeout))
+			deadline = true
+		}
+		if _, err := d.br.Peek(d.br.Buffered() + 1); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// peekBuffered returns the buffered bytes without reading.
+func (d *directConn) peekBuffered() []byte {
+	b, _ := d.br.Peek(d.br.Buffered())
+	return b
+}
+
+// route asks the server's router for the request's proxy, which must also
+// accept the request (its upstreams and body limit).
+func (d *directConn) route() *HTTPProxy {
+	d.path = string(d.req.path)
+	if bytes.IndexByte(d.req.path, '%') >= 0 {
+		var err error
+		if d.path, err = url.PathUnescape(d.path); err != nil {
+			return nil
+		}
+	}
+	p := d.s.direct(&DirectRequest{Host: string(d.req.host), Path: d.path, Client: d.client, TLS: d.tls})
+	if p == nil || !p.canForward(&d.req) {
+		return nil
+	}
+	return p
+}
+
+// handoff returns the connection for the http.Server, replaying the bytes
+// read but not consumed.
+func (d *directConn) handoff() net.Conn {
+	d.conn.SetReadDeadline(time.Time{})
+	rest := append([]byte(nil), d.peekBuffered()...)
+	d.releaseReader()
+	return &replayConn{Conn: d.conn, pending: rest}
+}
+
+func (d *directConn) releaseReader() {
+	d.br.Reset(nil)
+	clientReaders.Put(d.br)
+	d.br = nil
+}
+
+// replayConn yields bytes already read from its connection before reading
+// it again.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+// Read returns the pending bytes first.
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}

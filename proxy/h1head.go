@@ -1,0 +1,440 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+)
+
+// The direct HTTP/1.1 path (h1direct.go) reads request and response heads
+// itself instead of through net/http. Its parser is deliberately narrow: it
+// accepts the common, well-formed shapes and reports anything else as
+// headUnsupported, so that net/http, which knows every corner of the
+// protocol and answers malformed requests with the right 4xx, serves it.
+
+// headResult is the outcome of parsing a head.
+type headResult uint8
+
+const (
+	headNeedMore    headResult = iota // the head is not complete yet
+	headOK                            // parsed; the direct path can forward it
+	headUnsupported                   // valid or not, net/http must handle it
+)
+
+// maxHeadFields bounds the field lines of a head the direct path parses.
+const maxHeadFields = 100
+
+// headerField is one field line of a head, as slices of the head's bytes.
+type headerField struct {
+	name  []byte
+	value []byte // without surrounding whitespace
+	line  []byte // the whole line with its CRLF, forwarded as is
+	kind  fieldKind
+}
+
+// fieldKind sorts the fields the proxy treats specially.
+type fieldKind uint8
+
+const (
+	fieldOther fieldKind = iota
+	fieldHost
+	fieldContentLength
+	fieldTransferEncoding
+	fieldConnection
+	fieldHopByHop // Keep-Alive, Proxy-Connection, Proxy-Authenticate, Proxy-Authorization
+	fieldTrailer
+	fieldTE
+	fieldUpgrade
+	fieldExpect
+	fieldForwarded // Forwarded: replaced, as ReverseProxy's Rewrite does
+	fieldXFF
+	fieldXFHost
+	fieldXFProto
+)
+
+// kindOf classifies a field name (case-insensitive).
+func kindOf(name []byte) fieldKind {
+	is := func(s string) bool { return len(name) == len(s) && bytes.EqualFold(name, []byte(s)) }
+	switch len(name) {
+	case 2:
+		if is("te") {
+			return fieldTE
+		}
+	case 4:
+		if is("host") {
+			return fieldHost
+		}
+	case 6:
+		if is("expect") {
+			return fieldExpect
+		}
+	case 7:
+		switch {
+		case is("upgrade"):
+			return fieldUpgrade
+		case is("trailer"):
+			return fieldTrailer
+		}
+	case 9:
+		if is("forwarded") {
+			return fieldForwarded
+		}
+	case 10:
+		switch {
+		case is("connection"):
+			return fieldConnection
+		case is("keep-alive"):
+			return fieldHopByHop
+		}
+	case 14:
+		if is("content-length") {
+			return fieldContentLength
+		}
+	case 15:
+		if is("x-forwarded-for") {
+			return fieldXFF
+		}
+	case 16:
+		if is("x-forwarded-host") {
+			return fieldXFHost
+		}
+		if is("proxy-connection") {
+			return fieldHopByHop
+		}
+	case 17:
+		switch {
+		case is("transfer-encoding"):
+			return fieldTransferEncoding
+		case is("x-forwarded-proto"):
+			return fieldXFProto
+		}
+	case 18:
+		if is("proxy-authenticate") {
+			return fieldHopByHop
+		}
+	case 19:
+		if is("proxy-authorization") {
+			return fieldHopByHop
+		}
+	}
+	return fieldOther
+}
+
+// head is what request and response heads share: the start line, the
+// field lines, and the field names the Connection header lists (hop-by-hop
+// too, so not forwarded).
+type head struct {
+	start      []byte
+	fields     []headerField
+	connTokens [][]byte
+	size       int // bytes of the head, final empty line included
+}
+
+// parseFields splits b into the start line and field lines, up to the
+// empty line. It accepts CRLF line ends only and no obsolete line folding.
+func (h *head) parseFields(b []byte) headResult {
+	h.fields, h.connTokens = h.fields[:0], h.connTokens[:0]
+	eol := bytes.Index(b, []byte("\r\n"))
+	if eol < 0 {
+		return needMoreOr(b)
+	}
+	h.start = b[:eol]
+	if bytes.IndexByte(h.start, '\n') >= 0 {
+		return headUnsupported
+	}
+	pos := eol + 2
+	for {
+		rest := b[pos:]
+		eol = bytes.Index(rest, []byte("\r\n"))
+		if eol < 0 {
+			return needMoreOr(rest)
+		}
+		line := rest[:eol]
+		if len(line) == 0 {
+			h.size = pos + 2
+			return headOK
+		}
+		if len(h.fields) == maxHeadFields {
+			return headUnsupported
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !validToken(line[:colon]) || !validFieldValue(line[colon+1:]) {
+			return headUnsupported
+		}
+		f := headerField{name: line[:colon], value: trimOWS(line[colon+1:]), line: rest[:eol+2]}
+		f.kind = kindOf(f.name)
+		if f.kind == fieldConnection {
+			h.connTokens = appendTokens(h.connTokens, f.value)
+		}
+		h.fields = append(h.fields, f)
+		pos += eol + 2
+	}
+}
+
+// needMoreOr is headNeedMore unless b already holds a bare LF, which the
+// direct path leaves to net/http.
+func needMoreOr(b []byte) headResult {
+	if bytes.IndexByte(b, '\n') >= 0 {
+		return headUnsupported
+	}
+	return headNeedMore
+}
+
+// listedInConnection reports whether name is one of the Connection tokens.
+func (h *head) listedInConnection(name []byte) bool {
+	for _, t := range h.connTokens {
+		if bytes.EqualFold(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasConnToken reports whether the Connection header lists token.
+func (h *head) hasConnToken(token string) bool {
+	return h.listedInConnection([]byte(token))
+}
+
+// appendTokens appends the comma-separated tokens of v.
+func appendTokens(dst [][]byte, v []byte) [][]byte {
+	for len(v) > 0 {
+		var tok []byte
+		tok, v, _ = bytes.Cut(v, []byte(","))
+		if tok = trimOWS(tok); len(tok) > 0 {
+			dst = append(dst, tok)
+		}
+	}
+	return dst
+}
+
+// hasToken reports whether the comma-separated list v holds token.
+func hasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		var tok []byte
+		tok, v, _ = bytes.Cut(v, []byte(","))
+		if bytes.EqualFold(trimOWS(tok), []byte(token)) {
+			return true
+		}
+	}
+	return false
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// validToken reports whether b is an HTTP token (RFC 9110 §5.6.2).
+func validToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !isTokenByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return c < 0x80 && c > ' ' && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+}
+
+// validFieldValue reports whether b holds no control character but HTAB.
+func validFieldValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseContentLength parses a Content-Length value: digits only, bounded.
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// requestHead is an HTTP/1.1 request head the direct path can forward.
+type requestHead struct {
+	head
+	method, target []byte
+	path           []byte // target without its query
+	host           []byte // the Host header's value, as sent
+	contentLength  int64  // 0 when absent
+	close          bool   // the client asked to close after this request
+	teTrailers     bool   // the client accepts trailers (TE: trailers)
+}
+
+// parseRequest parses the request head at the start of b. Only HTTP/1.1
+// requests in origin form with one valid Host, no body or a Content-Length
+// one, and no upgrade, Expect or Transfer-Encoding are headOK; the rest is
+// headUnsupported.
+func (r *requestHead) parseRequest(b []byte) headResult {
+	if res := r.parseFields(b); res != headOK {
+		return res
+	}
+	var ok bool
+	r.method, r.target, ok = splitRequestLine(r.start)
+	if !ok {
+		return headUnsupported
+	}
+	r.path, _, _ = bytes.Cut(r.target, []byte("?"))
+	r.host, r.contentLength, r.close, r.teTrailers = nil, 0, false, false
+	hosts, lengths := 0, 0
+	for _, f := range r.fields {
+		switch f.kind {
+		case fieldHost:
+			hosts++
+			r.host = f.value
+		case fieldContentLength:
+			lengths++
+			if r.contentLength, ok = parseContentLength(f.value); !ok {
+				return headUnsupported
+			}
+		case fieldTransferEncoding, fieldUpgrade, fieldExpect:
+			return headUnsupported
+		case fieldTE:
+			r.teTrailers = r.teTrailers || hasToken(f.value, "trailers")
+		}
+	}
+	if hosts != 1 || lengths > 1 || !validHost(r.host) || r.hasConnToken("upgrade") {
+		return headUnsupported
+	}
+	r.close = r.hasConnToken("close")
+	return headOK
+}
+
+// splitRequestLine splits "METHOD SP /target SP HTTP/1.1".
+func splitRequestLine(line []byte) (method, target []byte, ok bool) {
+	method, rest, ok1 := bytes.Cut(line, []byte(" "))
+	target, version, ok2 := bytes.Cut(rest, []byte(" "))
+	if !ok1 || !ok2 || !validToken(method) || string(version) != "HTTP/1.1" ||
+		len(target) == 0 || target[0] != '/' || string(method) == "CONNECT" {
+		return nil, nil, false
+	}
+	for _, c := range target {
+		if c <= ' ' || c >= 0x7f {
+			return nil, nil, false
+		}
+	}
+	return method, target, true
+}
+
+// validHost accepts the characters net/http accepts in a Host header.
+func validHost(h []byte) bool {
+	if len(h) == 0 {
+		return false
+	}
+	for _, c := range h {
+		if !isTokenByte(c) && bytes.IndexByte([]byte("[]:@"), c) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// responseHead is an upstream's response head.
+type responseHead struct {
+	head
+	status        int
+	reason        []byte
+	contentLength int64 // -1 when absent
+	chunked       bool  // Transfer-Encoding: chunked
+	untilClose    bool  // the body ends when the upstream closes
+	close         bool  // the upstream closes (or may) after this response
+}
+
+// errBadResponse reports an upstream response the proxy cannot relay.
+var errBadResponse = errors.New("malformed response from upstream")
+
+// parseResponse parses the response head at the start of b; headReq
+// says it answers a HEAD request (no body, whatever the head says).
+func (r *responseHead) parseResponse(b []byte, headReq bool) (headResult, error) {
+	switch res := r.parseFields(b); res {
+	case headNeedMore:
+		return res, nil
+	case headUnsupported:
+		return res, errBadResponse
+	}
+	s := r.start
+	if len(s) < 12 || string(s[:7]) != "HTTP/1." || (s[7] != '0' && s[7] != '1') || s[8] != ' ' ||
+		(len(s) > 12 && s[12] != ' ') {
+		return headUnsupported, errBadResponse
+	}
+	r.status = 0
+	for _, c := range s[9:12] {
+		if c < '0' || c > '9' {
+			return headUnsupported, errBadResponse
+		}
+		r.status = r.status*10 + int(c-'0')
+	}
+	if r.status < 100 {
+		return headUnsupported, errBadResponse
+	}
+	r.reason = nil
+	if len(s) > 13 {
+		r.reason = s[13:]
+	}
+	r.contentLength, r.chunked, r.untilClose = -1, false, false
+	otherTE := false
+	for _, f := range r.fields {
+		switch f.kind {
+		case fieldContentLength:
+			n, ok := parseContentLength(f.value)
+			if !ok || r.contentLength >= 0 && n != r.contentLength {
+				return headUnsupported, errBadResponse
+			}
+			r.contentLength = n
+		case fieldTransferEncoding:
+			if bytes.EqualFold(f.value, []byte("chunked")) && !r.chunked {
+				r.chunked = true
+			} else {
+				otherTE = true
+			}
+		}
+	}
+	if otherTE {
+		// Not plain chunked: the body is read until the upstream closes
+		// (RFC 9112 §6.3) and relayed as is.
+		r.chunked = false
+		r.untilClose = true
+	}
+	if r.chunked || r.untilClose {
+		r.contentLength = -1
+	}
+	http10 := s[7] == '0'
+	r.close = r.hasConnToken("close") || http10 && !r.hasConnToken("keep-alive")
+	if headReq || !r.hasBody() {
+		r.chunked, r.untilClose = false, false
+	} else if !r.chunked && r.contentLength < 0 {
+		r.untilClose = true
+	}
+	r.close = r.close || r.untilClose
+	return headOK, nil
+}
+
+// hasBody reports whether the response can carry a body (ignoring the
+// request method: a response to HEAD never does).
+func (r *responseHead) hasBody() bool {
+	return r.status >= 200 && r.status != 204 && r.status != 304
+}

@@ -1,0 +1,235 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// Upstream connections of the direct path: kept alive between requests in
+// a per-upstream stack (the most recently used first, so that a burst's
+// surplus ages out), read through a buffer borrowed for each exchange, so
+// an idle connection holds no memory but its socket, and no goroutine.
+
+const (
+	// maxIdlePerUpstream matches the Transport's MaxIdleConnsPerHost.
+	maxIdlePerUpstream = 1024
+	// upstreamIdleTimeout closes connections unused this long.
+	upstreamIdleTimeout = 90 * time.Second
+	// upstreamBufferSize bounds an upstream's response head (nginx's
+	// default proxy_buffer_size is 4 or 8 KiB).
+	upstreamBufferSize = 16 << 10
+)
+
+var upstreamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamBufferSize) }}
+
+// upstreamConn is a connection to an upstream on the direct path.
+type upstreamConn struct {
+	conn   net.Conn
+	br     *bufio.Reader // while in use
+	reused bool
+	idleAt time.Time
+}
+
+func (uc *upstreamConn) attach() {
+	uc.br = upstreamReaders.Get().(*bufio.Reader)
+	uc.br.Reset(uc.conn)
+}
+
+func (uc *upstreamConn) detach() {
+	uc.br.Reset(nil)
+	upstreamReaders.Put(uc.br)
+	uc.br = nil
+}
+
+func (uc *upstreamConn) close() {
+	uc.conn.Close()
+	if uc.br != nil {
+		uc.detach()
+	}
+}
+
+// idleConns is an upstream's pool of kept-alive connections.
+type idleConns struct {
+	mu     sync.Mutex
+	conns  []*upstreamConn // oldest first
+	sweep  *time.Timer
+	closed bool
+}
+
+// get returns the most recently used connection, or nil.
+func (p *idleConns) get() *upstreamConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.conns)
+	if n == 0 {
+		return nil
+	}
+	uc := p.conns[n-1]
+	p.conns[n-1] = nil
+	p.conns = p.conns[:n-1]
+	if time.Since(uc.idleAt) > upstreamIdleTimeout {
+		uc.conn.Close()
+		return nil
+	}
+	return uc
+}
+
+// put keeps uc for the next request, or closes it when the pool is full
+// or closed.
+func (p *idleConns) put(uc *upstreamConn) {
+	uc.detach()
+	uc.reused, uc.idleAt = true, time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.conns) >= maxIdlePerUpstream {
+		uc.conn.Close()
+		return
+	}
+	p.conns = append(p.conns, uc)
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(upstreamIdleTimeout, p.expire)
+	}
+}
+
+// expire closes the connections idle too long; it runs while any are kept.
+func (p *idleConns) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := 0
+	for old < len(p.conns) && time.Since(p.conns[old].idleAt) > upstreamIdleTimeout {
+		p.conns[old].conn.Close()
+		old++
+	}
+	p.conns = append(p.conns[:0], p.conns[old:]...)
+	if len(p.conns) > 0 && !p.closed {
+		p.sweep.Reset(upstreamIdleTimeout)
+	} else {
+		p.sweep = nil
+	}
+}
+
+// closeAll closes the idle connections; later ones are closed on put.
+func (p *idleConns) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, uc := range p.conns {
+		uc.conn.Close()
+	}
+	p.conns = nil
+	if p.sweep != nil {
+		p.sweep.Stop()
+		p.sweep = nil
+	}
+}
+
+// CloseIdleConnections closes the direct path's idle upstream connections
+// and keeps none from now on (the route is retired).
+func (p *HTTPProxy) CloseIdleConnections() {
+	for _, u := range p.Pool.Upstreams {
+		u.idle.closeAll()
+	}
+}
+
+// errNothingReceived wraps the error of a reused connection that failed
+// before any byte of a response: the upstream had closed it while idle.
+type errNothingReceived struct{ err error }
+
+func (e *errNothingReceived) Error() string {
+	return "upstream closed the connection: " + e.err.Error()
+}
+func (e *errNothingReceived) Unwrap() error { return e.err }
+
+// exchange sends out (request head and body) on a connection to u and
+// reads the response head into resp. A kept-alive connection the upstream
+// has closed meanwhile is replaced by a new one: checked before sending a
+// request that is not idempotent, retried after failing one that is (as
+// net/http's Transport does).
+func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, resp *responseHead) (*upstreamConn, error) {
+	for fresh := false; ; fresh = true {
+		var uc *upstreamConn
+		if !fresh {
+			uc = u.idle.get()
+		}
+		if uc != nil && !idempotent && !stillOpen(uc.conn) {
+			uc.conn.Close()
+			uc = nil
+		}
+		if uc == nil {
+			c, err := p.dialer().Dial("tcp", hostPort(u))
+			if err != nil {
+				return nil, err
+			}
+			uc = &upstreamConn{conn: c}
+		}
+		uc.attach()
+		_, err := uc.conn.Write(out)
+		if err == nil {
+			err = uc.readHead(resp, headReq, p.ResponseHeaderTimeout)
+		}
+		if err == nil {
+			return uc, nil
+		}
+		uc.close()
+		var stale *errNothingReceived
+		if !uc.reused || !idempotent || !errors.As(err, &stale) && !isWriteError(err) {
+			return nil, err
+		}
+	}
+}
+
+func isWriteError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "write"
+}
+
+// dialer dials upstreams with the route's timeout.
+func (p *HTTPProxy) dialer() *net.Dialer {
+	p.dialOnce.Do(func() {
+		p.dial = &net.Dialer{Timeout: p.DialTimeout, KeepAlive: 30 * time.Second}
+	})
+	return p.dial
+}
+
+// hostPort is u's address with the default port when it has none.
+func hostPort(u *Upstream) string {
+	if u.URL.Port() != "" {
+		return u.URL.Host
+	}
+	return net.JoinHostPort(u.URL.Hostname(), "80")
+}
+
+// errResponseHeadTooLarge reports a response head beyond the buffer.
+var errResponseHeadTooLarge = errors.New("upstream response head too large")
+
+// readHead reads the next response head into resp, within timeout (0: no
+// limit), leaving it buffered: resp's slices point into the buffer.
+func (uc *upstreamConn) readHead(resp *responseHead, headReq bool, timeout time.Duration) error {
+	if timeout > 0 {
+		uc.conn.SetReadDeadline(time.Now().Add(timeout))
+		defer uc.conn.SetReadDeadline(time.Time{})
+	}
+	for {
+		b, _ := uc.br.Peek(uc.br.Buffered())
+		if len(b) > 0 {
+			res, err := resp.parseResponse(b, headReq)
+			switch {
+			case err != nil:
+				return err
+			case res == headOK:
+				return nil
+			case len(b) == uc.br.Size():
+				return errResponseHeadTooLarge
+			}
+		}
+		if _, err := uc.br.Peek(len(b) + 1); err != nil {
+			if len(b) == 0 && !isTimeout(err) {
+				return &errNothingReceived{err}
+			}
+			return err
+		}
+	}
+}
