@@ -234,7 +234,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // watchClient reads ahead on the client connection while a response body
 // streams (bytes of a pipelined request stay buffered). When the client
-// has gone, it closes the upstream connection, which ends the relay. The
+// has gone (its connection reset or failed), it closes the upstream
+// connection, which ends the relay. A client that only ended its sending
+// side (EOF, as `nc -N` does after the request) still gets its response,
+// as HAProxy does; had it closed altogether, the next write tells. The
 // returned stop ends the watch and reports whether the client went away.
 func (d *directConn) watchClient(uc *upstreamConn) (stop func() bool) {
 	d.conn.SetReadDeadline(time.Time{})
@@ -242,7 +245,7 @@ func (d *directConn) watchClient(uc *upstreamConn) (stop func() bool) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if _, err := d.br.Peek(1); err != nil && !stopped.Load() {
+		if _, err := d.br.Peek(1); err != nil && err != io.EOF && !stopped.Load() {
 			gone.Store(true)
 			uc.conn.Close()
 		}

@@ -104,17 +104,21 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 }
 
 // readRequest waits for the next request head: for its first byte up to
-// the idle timeout (the first request's bytes are already there), for the
-// rest up to the header timeout. It reports whether the direct path can
-// take the request (body included, already buffered), or an error when
-// the connection is done.
+// the idle timeout (the header timeout for a connection's first request),
+// for the rest up to the header timeout. It reports whether the direct
+// path can take the request (body included, already buffered), or an
+// error when the connection is done.
 func (d *directConn) readRequest(first bool) (headResult, error) {
 	srv := d.s.srv
-	if !first && d.br.Buffered() == 0 {
+	if d.br.Buffered() == 0 {
+		wait := srv.IdleTimeout
+		if first {
+			wait = srv.ReadHeaderTimeout
+		}
 		// Deadline, then idle, then the check: a Shutdown that missed this
 		// connection as idle has set closing before the check; one that saw
 		// it idle moves the deadline after this one was set.
-		d.conn.SetReadDeadline(time.Now().Add(srv.IdleTimeout))
+		d.conn.SetReadDeadline(time.Now().Add(wait))
 		d.idle.Store(true)
 		if d.s.closing.Load() {
 			d.idle.Store(false)
@@ -129,14 +133,17 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 	deadline := false
 	for {
 		res := d.req.parseRequest(d.peekBuffered())
-		switch {
-		case res == headOK:
+		if res == headOK {
 			total := d.req.size + int(d.req.contentLength)
-			if d.req.contentLength > int64(d.br.Size()) || total > d.br.Buffered() {
-				return headUnsupported, nil // a body still on its way streams through net/http
+			if srv.MaxHeaderBytes > 0 && d.req.size > srv.MaxHeaderBytes ||
+				d.req.contentLength > int64(d.br.Size()) || total > d.br.Buffered() {
+				// net/http answers 431 for the one; a body still on its
+				// way streams through it.
+				return headUnsupported, nil
 			}
 			return headOK, nil
-		case res == headUnsupported || d.br.Buffered() == d.br.Size():
+		}
+		if res == headUnsupported || d.br.Buffered() == d.br.Size() {
 			return headUnsupported, nil
 		}
 		if !deadline {
