@@ -133,13 +133,20 @@ func (f *bodyFraming) step(c byte) error {
 		}
 		f.state = chunkSize
 	case chunkTrailerStart:
-		f.state = chunkTrailer
-		if c == '\r' {
+		switch {
+		case c == '\r':
 			f.state = chunkEndLF
+		case c == '\n' || c < ' ' && c != '\t':
+			return errBadChunk
+		default:
+			f.state = chunkTrailer
 		}
 	case chunkTrailer:
-		if c == '\r' {
+		switch {
+		case c == '\r':
 			f.state = chunkTrailerLF
+		case c == '\n' || c < ' ' && c != '\t':
+			return errBadChunk // a bare LF would let client and proxy disagree on the end
 		}
 	case chunkTrailerLF:
 		if c != '\n' {

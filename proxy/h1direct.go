@@ -54,6 +54,8 @@ type directConn struct {
 	clientIP string // for X-Forwarded-For
 	tls      *tls.ConnectionState
 	idle     atomic.Bool // waiting for a request: Shutdown may close it
+	// upstream is the upstream connection in use, closed by abort.
+	upstream atomic.Pointer[upstreamConn]
 
 	req  requestHead
 	resp responseHead
@@ -79,7 +81,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 		return nil
 	}
 	defer s.untrack(d)
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, d.abort)
 	defer stop()
 	for first := true; ; first = false {
 		res, err := d.readRequest(first)
@@ -153,6 +155,15 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 		if _, err := d.br.Peek(d.br.Buffered() + 1); err != nil {
 			return 0, err
 		}
+	}
+}
+
+// abort closes the connection and the upstream connection in use, which
+// ends whatever the connection's goroutine waits for.
+func (d *directConn) abort() {
+	d.conn.Close()
+	if uc := d.upstream.Load(); uc != nil {
+		uc.conn.Close()
 	}
 }
 

@@ -74,7 +74,7 @@ func (x *directExchange) send() (*upstreamConn, error) {
 	var tried []*Upstream
 	for {
 		d.out = p.appendRequest(d.out[:0], d, x.upstream)
-		uc, err := p.exchange(x.upstream, d.out, idempotent, x.headReq, &d.resp)
+		uc, err := p.exchange(x.upstream, d.out, idempotent, x.headReq, &d.resp, &d.upstream)
 		if err == nil {
 			return uc, nil
 		}
@@ -99,18 +99,18 @@ func (x *directExchange) relay(uc *upstreamConn) bool {
 	d, resp := x.d, &x.d.resp
 	for resp.status < 200 {
 		if resp.status == http.StatusSwitchingProtocols {
-			uc.close()
+			d.closeUpstream(uc)
 			return x.fail(errUnaskedUpgrade)
 		}
 		d.out = appendResponseHead(d.out[:0], resp, false)
 		uc.br.Discard(resp.size)
 		if _, err := d.conn.Write(d.out); err != nil {
-			uc.close()
+			d.closeUpstream(uc)
 			x.status = resp.status
 			return x.done(err, true)
 		}
 		if err := uc.readHead(resp, x.headReq, x.p.ResponseHeaderTimeout); err != nil {
-			uc.close()
+			d.closeUpstream(uc)
 			return x.done(err, false) // the client has had a 1xx: no error page
 		}
 	}
@@ -121,9 +121,10 @@ func (x *directExchange) relay(uc *upstreamConn) bool {
 	n, complete, clientErr, err := d.relayBody(uc, newBodyFraming(resp, x.headReq))
 	x.bytes = n
 	if complete && !resp.close && err == nil && clientErr == nil {
+		d.upstream.Store(nil)
 		x.upstream.idle.put(uc)
 	} else {
-		uc.close()
+		d.closeUpstream(uc)
 	}
 	switch {
 	case clientErr != nil:
@@ -133,6 +134,12 @@ func (x *directExchange) relay(uc *upstreamConn) bool {
 	}
 	x.done(nil, false)
 	return !closeClient
+}
+
+// closeUpstream ends the use of uc, which cannot be reused.
+func (d *directConn) closeUpstream(uc *upstreamConn) {
+	d.upstream.Store(nil)
+	uc.close()
 }
 
 // errUnaskedUpgrade reports a 101 answer to a request that asked for none.
@@ -201,16 +208,21 @@ func (p *HTTPProxy) appendRequest(dst []byte, d *directConn, u *Upstream) []byte
 	var xfHost, xfProto []byte
 	for _, f := range req.fields {
 		switch f.kind {
-		case fieldOther, fieldContentLength:
+		case fieldContentLength:
+			// Kept even when Connection lists it: the body is sent, and
+			// an upstream without its length would read it as a request.
+			dst = append(dst, f.line...)
+		case fieldOther:
 			if len(req.connTokens) == 0 || !req.listedInConnection(f.name) {
 				dst = append(dst, f.line...)
 			}
 		case fieldXFHost:
-			if trusted && xfHost == nil {
+			// The first value, when not empty (as HTTPProxy.rewrite).
+			if trusted && xfHost == nil && len(f.value) > 0 {
 				xfHost = f.value
 			}
 		case fieldXFProto:
-			if trusted && xfProto == nil {
+			if trusted && xfProto == nil && len(f.value) > 0 {
 				xfProto = f.value
 			}
 		}

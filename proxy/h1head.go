@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"errors"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The direct HTTP/1.1 path (h1direct.go) reads request and response heads
@@ -20,8 +22,10 @@ const (
 	headUnsupported                   // valid or not, net/http must handle it
 )
 
-// maxHeadFields bounds the field lines of a head the direct path parses.
-const maxHeadFields = 100
+// maxRequestFields bounds the field lines of a request head the direct
+// path forwards; a request with more goes to net/http. A response head is
+// bounded by the upstream buffer only: it has nowhere else to go.
+const maxRequestFields = 100
 
 // headerField is one field line of a head, as slices of the head's bytes.
 type headerField struct {
@@ -127,6 +131,7 @@ type head struct {
 	fields     []headerField
 	connTokens [][]byte
 	size       int // bytes of the head, final empty line included
+	maxFields  int // 0: no limit
 }
 
 // parseFields splits b into the start line and field lines, up to the
@@ -153,7 +158,7 @@ func (h *head) parseFields(b []byte) headResult {
 			h.size = pos + 2
 			return headOK
 		}
-		if len(h.fields) == maxHeadFields {
+		if h.maxFields > 0 && len(h.fields) == h.maxFields {
 			return headUnsupported
 		}
 		colon := bytes.IndexByte(line, ':')
@@ -290,6 +295,7 @@ type requestHead struct {
 // one, and no upgrade, Expect or Transfer-Encoding are headOK; the rest is
 // headUnsupported.
 func (r *requestHead) parseRequest(b []byte) headResult {
+	r.maxFields = maxRequestFields
 	if res := r.parseFields(b); res != headOK {
 		return res
 	}
@@ -340,17 +346,9 @@ func splitRequestLine(line []byte) (method, target []byte, ok bool) {
 	return method, target, true
 }
 
-// validHost accepts the characters net/http accepts in a Host header.
+// validHost accepts what net/http accepts in a Host header.
 func validHost(h []byte) bool {
-	if len(h) == 0 {
-		return false
-	}
-	for _, c := range h {
-		if !isTokenByte(c) && bytes.IndexByte([]byte("[]:@"), c) < 0 {
-			return false
-		}
-	}
-	return true
+	return len(h) > 0 && httpguts.ValidHostHeader(string(h))
 }
 
 // responseHead is an upstream's response head.
@@ -414,12 +412,12 @@ func (r *responseHead) parseResponse(b []byte, headReq bool) (headResult, error)
 		}
 	}
 	if otherTE {
-		// Not plain chunked: the body is read until the upstream closes
-		// (RFC 9112 §6.3) and relayed as is.
-		r.chunked = false
-		r.untilClose = true
+		// A coding other than plain chunked (gzip, "gzip, chunked"): the
+		// client could not decode it once the header is dropped as
+		// hop-by-hop. net/http's Transport refuses it too.
+		return headUnsupported, errBadResponse
 	}
-	if r.chunked || r.untilClose {
+	if r.chunked {
 		r.contentLength = -1
 	}
 	http10 := s[7] == '0'

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -147,8 +148,10 @@ func (e *errNothingReceived) Unwrap() error { return e.err }
 // reads the response head into resp. A kept-alive connection the upstream
 // has closed meanwhile is replaced by a new one: checked before sending a
 // request that is not idempotent, retried after failing one that is (as
-// net/http's Transport does).
-func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, resp *responseHead) (*upstreamConn, error) {
+// net/http's Transport does). The connection in use is kept in inUse, for
+// an abort to close.
+func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, resp *responseHead,
+	inUse *atomic.Pointer[upstreamConn]) (*upstreamConn, error) {
 	for fresh := false; ; fresh = true {
 		var uc *upstreamConn
 		if !fresh {
@@ -166,6 +169,7 @@ func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, 
 			uc = &upstreamConn{conn: c}
 		}
 		uc.attach()
+		inUse.Store(uc)
 		_, err := uc.conn.Write(out)
 		if err == nil {
 			err = uc.readHead(resp, headReq, p.ResponseHeaderTimeout)
@@ -173,6 +177,7 @@ func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, 
 		if err == nil {
 			return uc, nil
 		}
+		inUse.Store(nil)
 		uc.close()
 		var stale *errNothingReceived
 		if !uc.reused || !idempotent || !errors.As(err, &stale) && !isWriteError(err) {

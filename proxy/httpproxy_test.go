@@ -24,15 +24,23 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// proxyWorld is an HTTPProxy in front of real upstream servers, served by a
-// real HTTP server on loopback.
+// proxyWorld is an HTTPProxy in front of real upstream servers, served at
+// url by a real HTTP server on loopback (front), or by the direct path
+// (front nil; net/http serves what it hands over).
 type proxyWorld struct {
 	proxy *HTTPProxy
 	front *httptest.Server
+	url   string
 	logs  *observer.ObservedLogs
 }
 
 func newProxyWorld(t *testing.T, balance Balance, upstreams ...*httptest.Server) *proxyWorld {
+	t.Helper()
+	return newProxyWorldOn(t, false, balance, upstreams...)
+}
+
+// newProxyWorldOn is newProxyWorld served by the direct path when direct.
+func newProxyWorldOn(t *testing.T, direct bool, balance Balance, upstreams ...*httptest.Server) *proxyWorld {
 	t.Helper()
 	var urls []*url.URL
 	for _, u := range upstreams {
@@ -43,9 +51,15 @@ func newProxyWorld(t *testing.T, balance Balance, upstreams ...*httptest.Server)
 	tr := &http.Transport{ResponseHeaderTimeout: 2 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 	p := NewHTTPProxy("web", NewPool(urls, balance), tr, zap.New(core))
+	p.ResponseHeaderTimeout = tr.ResponseHeaderTimeout
+	t.Cleanup(p.CloseIdleConnections)
+	if direct {
+		addr, _ := newDirectFront(t, p, p)
+		return &proxyWorld{proxy: p, url: "http://" + addr, logs: logs}
+	}
 	front := httptest.NewServer(p)
 	t.Cleanup(front.Close)
-	return &proxyWorld{proxy: p, front: front, logs: logs}
+	return &proxyWorld{proxy: p, front: front, url: front.URL, logs: logs}
 }
 
 func get(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
@@ -73,9 +87,11 @@ func headersBackend(t *testing.T) *httptest.Server {
 	return s
 }
 
-func TestHTTPProxyHeaders(t *testing.T) {
-	w := newProxyWorld(t, RoundRobin, headersBackend(t))
-	req, _ := http.NewRequest("GET", w.front.URL+"/x", nil)
+func TestHTTPProxyHeaders(t *testing.T) { bothFronts(t, testHTTPProxyHeaders) }
+
+func testHTTPProxyHeaders(t *testing.T, direct bool) {
+	w := newProxyWorldOn(t, direct, RoundRobin, headersBackend(t))
+	req, _ := http.NewRequest("GET", w.url+"/x", nil)
 	req.Host = "app.example.com"
 	req.Header.Set("X-Forwarded-For", "6.6.6.6") // spoofed by an untrusted client
 	req.Header.Set("X-Forwarded-Proto", "https")
@@ -106,13 +122,16 @@ func TestHTTPProxyHeaders(t *testing.T) {
 			t.Errorf("upstream saw:\n%s\nwant its own host and X-Forwarded-Host kept", body)
 		}
 	})
+	waitLogs(t, w.logs, 3)
 	e := w.logs.FilterMessage("request").All()
 	if len(e) == 0 || e[0].ContextMap()["status"] != int64(200) || e[0].ContextMap()["upstream"] == nil {
 		t.Errorf("access log: %v", e)
 	}
 }
 
-func TestHTTPProxyLargeBodies(t *testing.T) {
+func TestHTTPProxyLargeBodies(t *testing.T) { bothFronts(t, testHTTPProxyLargeBodies) }
+
+func testHTTPProxyLargeBodies(t *testing.T, direct bool) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == "POST" {
 			h := sha256.New()
@@ -124,9 +143,9 @@ func TestHTTPProxyLargeBodies(t *testing.T) {
 		io.CopyN(w, rng, 32<<20)
 	}))
 	t.Cleanup(up.Close)
-	w := newProxyWorld(t, RoundRobin, up)
+	w := newProxyWorldOn(t, direct, RoundRobin, up)
 
-	resp, err := http.Get(w.front.URL + "/big")
+	resp, err := http.Get(w.url + "/big")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +166,7 @@ func TestHTTPProxyLargeBodies(t *testing.T) {
 		_, err := io.CopyN(io.MultiWriter(pw, sent), rng, 20<<20)
 		pw.CloseWithError(err)
 	}()
-	req, _ := http.NewRequest("POST", w.front.URL+"/up", pr)
+	req, _ := http.NewRequest("POST", w.url+"/up", pr)
 	_, body := get(t, http.DefaultClient, req)
 	if wantBody := fmt.Sprintf("%d %x", 20<<20, sent.Sum(nil)); body != wantBody {
 		t.Fatalf("upload: upstream got %q; want %q", body, wantBody)
@@ -156,7 +175,9 @@ func TestHTTPProxyLargeBodies(t *testing.T) {
 
 // The first server-sent event reaches the client while the stream is still
 // open.
-func TestHTTPProxySSEFlush(t *testing.T) {
+func TestHTTPProxySSEFlush(t *testing.T) { bothFronts(t, testHTTPProxySSEFlush) }
+
+func testHTTPProxySSEFlush(t *testing.T, direct bool) {
 	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -167,8 +188,8 @@ func TestHTTPProxySSEFlush(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	defer close(release)
-	w := newProxyWorld(t, RoundRobin, up)
-	resp, err := http.Get(w.front.URL + "/events")
+	w := newProxyWorldOn(t, direct, RoundRobin, up)
+	resp, err := http.Get(w.url + "/events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +200,9 @@ func TestHTTPProxySSEFlush(t *testing.T) {
 	}
 }
 
-func TestHTTPProxyWebSocket(t *testing.T) {
+func TestHTTPProxyWebSocket(t *testing.T) { bothFronts(t, testHTTPProxyWebSocket) }
+
+func testHTTPProxyWebSocket(t *testing.T, direct bool) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
@@ -195,8 +218,8 @@ func TestHTTPProxyWebSocket(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	w := newProxyWorld(t, RoundRobin, up)
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(w.front.URL, "http")+"/ws", nil)
+	w := newProxyWorldOn(t, direct, RoundRobin, up)
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(w.url, "http")+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,22 +244,24 @@ func named(t *testing.T, name string, hits *atomic.Int64) *httptest.Server {
 	return s
 }
 
-func TestHTTPProxyBalancing(t *testing.T) {
+func TestHTTPProxyBalancing(t *testing.T) { bothFronts(t, testHTTPProxyBalancing) }
+
+func testHTTPProxyBalancing(t *testing.T, direct bool) {
 	var a, b, c atomic.Int64
 	t.Run("round robin spreads evenly", func(t *testing.T) {
-		w := newProxyWorld(t, RoundRobin, named(t, "a", &a), named(t, "b", &b), named(t, "c", &c))
+		w := newProxyWorldOn(t, direct, RoundRobin, named(t, "a", &a), named(t, "b", &b), named(t, "c", &c))
 		for range 30 {
-			get(t, http.DefaultClient, mustReq(w.front.URL))
+			get(t, http.DefaultClient, mustReq(w.url))
 		}
 		if a.Load() != 10 || b.Load() != 10 || c.Load() != 10 {
 			t.Fatalf("got %d/%d/%d; want 10 each", a.Load(), b.Load(), c.Load())
 		}
 	})
 	t.Run("ip hash is sticky", func(t *testing.T) {
-		w := newProxyWorld(t, IPHash, named(t, "a", new(atomic.Int64)), named(t, "b", new(atomic.Int64)))
-		_, first := get(t, http.DefaultClient, mustReq(w.front.URL))
+		w := newProxyWorldOn(t, direct, IPHash, named(t, "a", new(atomic.Int64)), named(t, "b", new(atomic.Int64)))
+		_, first := get(t, http.DefaultClient, mustReq(w.url))
 		for range 10 {
-			if _, got := get(t, http.DefaultClient, mustReq(w.front.URL)); got != first {
+			if _, got := get(t, http.DefaultClient, mustReq(w.url)); got != first {
 				t.Fatalf("same client went to %q then %q", first, got)
 			}
 		}
@@ -251,13 +276,13 @@ func TestHTTPProxyBalancing(t *testing.T) {
 		}))
 		t.Cleanup(slow.Close)
 		var fastHits atomic.Int64
-		w := newProxyWorld(t, LeastConn, slow, named(t, "fast", &fastHits))
-		resp, err := http.Get(w.front.URL) // occupies the slow upstream (first pick)
+		w := newProxyWorldOn(t, direct, LeastConn, slow, named(t, "fast", &fastHits))
+		resp, err := http.Get(w.url) // occupies the slow upstream (first pick)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for range 5 {
-			get(t, http.DefaultClient, mustReq(w.front.URL))
+			get(t, http.DefaultClient, mustReq(w.url))
 		}
 		close(release)
 		resp.Body.Close()
@@ -274,16 +299,18 @@ func mustReq(u string) *http.Request {
 
 // When an upstream dies mid-test, requests keep succeeding on the others:
 // a refused connection is retried elsewhere, and the dead one is marked down.
-func TestHTTPProxyFailover(t *testing.T) {
+func TestHTTPProxyFailover(t *testing.T) { bothFronts(t, testHTTPProxyFailover) }
+
+func testHTTPProxyFailover(t *testing.T, direct bool) {
 	var a, b atomic.Int64
 	dying := named(t, "a", &a)
-	w := newProxyWorld(t, RoundRobin, dying, named(t, "b", &b))
+	w := newProxyWorldOn(t, direct, RoundRobin, dying, named(t, "b", &b))
 	client := &http.Client{}
 	for i := range 40 {
 		if i == 10 {
 			dying.Close()
 		}
-		req, _ := http.NewRequest("POST", w.front.URL, strings.NewReader("payload"))
+		req, _ := http.NewRequest("POST", w.url, strings.NewReader("payload"))
 		if resp, body := get(t, client, req); resp.StatusCode != 200 {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
 		}
@@ -296,15 +323,18 @@ func TestHTTPProxyFailover(t *testing.T) {
 	}
 }
 
-func TestHTTPProxyErrors(t *testing.T) {
+func TestHTTPProxyErrors(t *testing.T) { bothFronts(t, testHTTPProxyErrors) }
+
+func testHTTPProxyErrors(t *testing.T, direct bool) {
 	t.Run("502 when no upstream is reachable", func(t *testing.T) {
 		dead := httptest.NewServer(http.NotFoundHandler())
 		dead.Close()
-		w := newProxyWorld(t, RoundRobin, dead)
-		resp, body := get(t, http.DefaultClient, mustReq(w.front.URL))
+		w := newProxyWorldOn(t, direct, RoundRobin, dead)
+		resp, body := get(t, http.DefaultClient, mustReq(w.url))
 		if resp.StatusCode != 502 || !strings.Contains(body, "502") {
 			t.Fatalf("got %d %q", resp.StatusCode, body)
 		}
+		waitLogs(t, w.logs, 1)
 		if e := w.logs.FilterMessage("request").All(); len(e) != 1 || e[0].Level != zapcore.WarnLevel {
 			t.Fatalf("want one warn access line, got %v", e)
 		}
@@ -314,15 +344,15 @@ func TestHTTPProxyErrors(t *testing.T) {
 		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
 		t.Cleanup(slow.Close)
 		defer close(release)
-		w := newProxyWorld(t, RoundRobin, slow)
-		if resp, body := get(t, http.DefaultClient, mustReq(w.front.URL)); resp.StatusCode != 504 {
+		w := newProxyWorldOn(t, direct, RoundRobin, slow)
+		if resp, body := get(t, http.DefaultClient, mustReq(w.url)); resp.StatusCode != 504 {
 			t.Fatalf("got %d %q", resp.StatusCode, body)
 		}
 	})
 	t.Run("413 over the body limit", func(t *testing.T) {
-		w := newProxyWorld(t, RoundRobin, headersBackend(t))
+		w := newProxyWorldOn(t, direct, RoundRobin, headersBackend(t))
 		w.proxy.MaxBodyBytes = 10
-		req, _ := http.NewRequest("POST", w.front.URL, strings.NewReader(strings.Repeat("x", 100)))
+		req, _ := http.NewRequest("POST", w.url, strings.NewReader(strings.Repeat("x", 100)))
 		if resp, body := get(t, http.DefaultClient, req); resp.StatusCode != 413 {
 			t.Fatalf("got %d %q", resp.StatusCode, body)
 		}

@@ -166,7 +166,7 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for d := range s.directs {
-			d.conn.Close()
+			d.abort()
 		}
 		s.mu.Unlock()
 		<-done
