@@ -1,6 +1,8 @@
 // Package proxy holds what happens to a connection after portmux has decided
 // where it goes: the TCP relay (splice, half-close, idle timeout, byte counts)
-// and serving an in-process HTTP handler on a handed-over connection.
+// and serving HTTP on a handed-over connection: the reverse proxy of L7
+// routes, with a direct HTTP/1.1 path (h1*.go) for plain requests in front
+// of net/http's server, which takes everything else.
 //
 // It knows nothing about sniffing or routing; cmd wires it to package mux.
 //
