@@ -107,11 +107,13 @@ func (x *directExchange) relay(uc *upstreamConn) bool {
 		if _, err := d.conn.Write(d.out); err != nil {
 			d.closeUpstream(uc)
 			x.status = resp.status
-			return x.done(err, true)
+			x.done(err, true)
+			return false
 		}
 		if err := uc.readHead(resp, x.headReq, x.p.ResponseHeaderTimeout); err != nil {
 			d.closeUpstream(uc)
-			return x.done(err, false) // the client has had a 1xx: no error page
+			x.done(err, false) // the client has had a 1xx: no error page
+			return false
 		}
 	}
 	x.status = resp.status
@@ -128,9 +130,11 @@ func (x *directExchange) relay(uc *upstreamConn) bool {
 	}
 	switch {
 	case clientErr != nil:
-		return x.done(clientErr, true)
+		x.done(clientErr, true)
+		return false
 	case err != nil:
-		return x.done(err, false)
+		x.done(err, false)
+		return false
 	}
 	x.done(nil, false)
 	return !closeClient
@@ -162,7 +166,7 @@ func (x *directExchange) fail(err error) bool {
 
 // done logs the request; clientSide marks an error that is the client's
 // doing (it went away), logged as such rather than as a failure.
-func (x *directExchange) done(err error, clientSide bool) bool {
+func (x *directExchange) done(err error, clientSide bool) {
 	p := x.p
 	if p.OnRequest != nil {
 		p.OnRequest(p.Route, x.status, time.Since(x.start))
@@ -173,9 +177,9 @@ func (x *directExchange) done(err error, clientSide bool) bool {
 	}
 	if ce := p.Logger.Check(level, "request"); ce != nil {
 		n := x.d.note
-		ce.Write(p.accessFields(string(n[:x.nMethod]), string(n[x.nMethod:]), x.d.path, x.d.remote, "HTTP/1.1", x.status, x.bytes, x.start, x.upstream, err)...)
+		ce.Write(p.accessFields(string(n[:x.nMethod]), string(n[x.nMethod:]), x.d.path, x.d.remote, "HTTP/1.1",
+			x.status, x.bytes, x.start, x.upstream, err)...)
 	}
-	return false
 }
 
 // isIdempotent reports whether a request may be sent again after a reused
