@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -87,7 +86,7 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 		routes = append(routes, implicitHTTPRoute(plainHandoff))
 	}
 	g.table = mux.NewTable(routes)
-	hr := &httpRouter{table: g.table, handlers: l7, logger: a.logger, challenges: certs != nil}
+	hr := &httpRouter{table: g.table, handlers: l7, logger: a.logger, certs: certs}
 	var router http.Handler = hr
 	if certs != nil {
 		router = certs.HTTPChallengeHandler(router)
@@ -189,17 +188,18 @@ func serveL7(ctx context.Context, s *proxy.HTTPServer, c *mux.Conn) mux.Result {
 // httpRouter routes each request of an in-process HTTP server with its
 // table (mux owns all matching) to the route's HTTP handler.
 type httpRouter struct {
-	table      *mux.Table
-	handlers   map[string]http.Handler
-	logger     *zap.Logger
-	challenges bool // ACME HTTP-01 challenges are answered in front
+	table    *mux.Table
+	handlers map[string]http.Handler
+	logger   *zap.Logger
+	certs    *tlsutil.Manager // answers ACME HTTP-01 challenges in front; nil if none
 }
 
 // direct routes a request of the direct path: to its route's proxy when
 // that route has one and admits the client; nil leaves the request to
 // ServeHTTP (and the challenge handler in front of it).
 func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
-	if h.challenges && strings.HasPrefix(q.Path, acmeChallengePath) {
+	// Any method: a POST to the challenge path simply takes net/http.
+	if h.certs != nil && h.certs.IsHTTPChallenge(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: q.Path}}) {
 		return nil
 	}
 	route := h.table.LookupHTTP(q.Host, q.Path, q.Client, q.TLS)
@@ -209,9 +209,6 @@ func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
 	p, _ := h.handlers[route.Name].(*proxy.HTTPProxy)
 	return p
 }
-
-// acmeChallengePath is where ACME HTTP-01 challenges are requested.
-const acmeChallengePath = "/.well-known/acme-challenge/"
 
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route := h.table.LookupRequest(r); route != nil {
