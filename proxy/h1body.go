@@ -92,9 +92,37 @@ func (f *bodyFraming) feed(b []byte) (int, error) {
 	return i, nil
 }
 
+// fixedSteps are the states that take exactly one byte, and where it
+// leads.
+var fixedSteps = [chunkDone + 1]struct {
+	want byte
+	next chunkState
+}{
+	chunkDataCR:    {'\r', chunkDataLF},
+	chunkDataLF:    {'\n', chunkSize},
+	chunkTrailerLF: {'\n', chunkTrailerStart},
+	chunkEndLF:     {'\n', chunkDone},
+}
+
 // step advances the chunk framing by one byte outside chunk data.
 func (f *bodyFraming) step(c byte) error {
+	if fs := fixedSteps[f.state]; fs.want != 0 {
+		if c != fs.want {
+			return errBadChunk
+		}
+		f.state = fs.next
+		return nil
+	}
 	switch f.state {
+	case chunkSizeLF:
+		if c != '\n' {
+			return errBadChunk
+		}
+		f.digits = 0
+		f.state = chunkData
+		if f.remaining == 0 {
+			f.state = chunkTrailerStart // the last chunk
+		}
 	case chunkSize:
 		switch v := hexValue(c); {
 		case v >= 0 && f.digits < 15:
@@ -107,57 +135,21 @@ func (f *bodyFraming) step(c byte) error {
 		default:
 			return errBadChunk
 		}
-	case chunkExt:
-		if c == '\r' {
+	case chunkExt, chunkTrailerStart, chunkTrailer:
+		// A line's text up to its CR; a control byte, a bare LF above
+		// all, would let client and proxy disagree on the end.
+		switch {
+		case c == '\r' && f.state == chunkExt:
 			f.state = chunkSizeLF
-		} else if c < ' ' && c != '\t' {
-			return errBadChunk
-		}
-	case chunkSizeLF:
-		if c != '\n' {
-			return errBadChunk
-		}
-		f.digits = 0
-		f.state = chunkData
-		if f.remaining == 0 {
-			f.state = chunkTrailerStart
-		}
-	case chunkDataCR:
-		if c != '\r' {
-			return errBadChunk
-		}
-		f.state = chunkDataLF
-	case chunkDataLF:
-		if c != '\n' {
-			return errBadChunk
-		}
-		f.state = chunkSize
-	case chunkTrailerStart:
-		switch {
-		case c == '\r':
+		case c == '\r' && f.state == chunkTrailerStart:
 			f.state = chunkEndLF
-		case c == '\n' || c < ' ' && c != '\t':
-			return errBadChunk
-		default:
-			f.state = chunkTrailer
-		}
-	case chunkTrailer:
-		switch {
 		case c == '\r':
 			f.state = chunkTrailerLF
-		case c == '\n' || c < ' ' && c != '\t':
-			return errBadChunk // a bare LF would let client and proxy disagree on the end
-		}
-	case chunkTrailerLF:
-		if c != '\n' {
+		case c < ' ' && c != '\t':
 			return errBadChunk
+		case f.state == chunkTrailerStart:
+			f.state = chunkTrailer
 		}
-		f.state = chunkTrailerStart
-	case chunkEndLF:
-		if c != '\n' {
-			return errBadChunk
-		}
-		f.state = chunkDone
 	}
 	return nil
 }

@@ -74,22 +74,19 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	if host, _, err := net.SplitHostPort(d.remote); err == nil {
 		d.clientIP = host // as ReverseProxy's SetXForwarded writes it
 	}
-	d.br = clientReaders.Get().(*bufio.Reader)
-	d.br.Reset(conn)
 	if !s.track(d) {
 		conn.Close()
-		d.releaseReader()
 		return nil
 	}
 	defer s.untrack(d)
 	stop := context.AfterFunc(ctx, d.abort)
 	defer stop()
+	d.br = clientReaders.Get().(*bufio.Reader)
+	d.br.Reset(conn)
 	for first := true; ; first = false {
 		res, err := d.readRequest(first)
 		if err != nil {
-			conn.Close()
-			d.releaseReader()
-			return nil
+			break
 		}
 		var p *HTTPProxy
 		if res == headOK {
@@ -99,11 +96,12 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 			return d.handoff()
 		}
 		if !p.forwardDirect(d) || d.req.close || s.closing.Load() {
-			conn.Close()
-			d.releaseReader()
-			return nil
+			break
 		}
 	}
+	conn.Close()
+	d.releaseReader()
+	return nil
 }
 
 // readRequest waits for the next request head: for its first byte up to

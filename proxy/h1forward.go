@@ -10,16 +10,22 @@ import (
 )
 
 // canForward reports whether the direct path may forward req on this
-// route: every upstream is plain HTTP with no base path (which would be
-// joined to request paths), and the body is within the route's limit
-// (the http.Server answers 413).
+// route: its upstreams allow it (plainUpstreams) and the body is within
+// the route's limit (the http.Server answers 413).
 func (p *HTTPProxy) canForward(req *requestHead) bool {
-	for _, u := range p.Pool.Upstreams {
+	return p.plainUpstreams && (p.MaxBodyBytes == 0 || req.contentLength <= p.MaxBodyBytes)
+}
+
+// plainUpstreams reports whether every upstream of pool is plain HTTP with
+// no base path (which would be joined to request paths): those the direct
+// path can forward to.
+func plainUpstreams(pool *Pool) bool {
+	for _, u := range pool.Upstreams {
 		if u.URL.Scheme != "http" || u.URL.Path != "" && u.URL.Path != "/" || u.URL.RawQuery != "" {
 			return false
 		}
 	}
-	return p.MaxBodyBytes == 0 || req.contentLength <= p.MaxBodyBytes
+	return true
 }
 
 // errNoUpstream is logged when a route has no upstream to pick.
@@ -34,16 +40,14 @@ func (p *HTTPProxy) forwardDirect(d *directConn) bool {
 	d.note = append(append(d.note[:0], req.method...), req.host...)
 	x := directExchange{p: p, d: d, start: start, headReq: string(req.method) == "HEAD"}
 	x.nMethod = len(req.method)
-	u := p.Pool.Pick(d.client.Addr(), nil)
-	if u == nil {
-		d.br.Discard(req.size + int(req.contentLength))
-		return x.fail(errNoUpstream)
+	var uc *upstreamConn
+	err := errNoUpstream
+	if x.upstream = p.Pool.Pick(d.client.Addr(), nil); x.upstream != nil {
+		x.upstream.inFlight.Add(1)
+		defer func() { x.upstream.inFlight.Add(-1) }()
+		uc, err = x.send()
 	}
-	u.inFlight.Add(1)
-	defer func() { x.upstream.inFlight.Add(-1) }()
-	x.upstream = u
-	uc, err := x.send()
-	d.br.Discard(req.size + int(req.contentLength))
+	d.br.Discard(req.size + int(req.contentLength)) // the request is consumed, sent or not
 	if err != nil {
 		return x.fail(err)
 	}
@@ -82,13 +86,10 @@ func (x *directExchange) send() (*upstreamConn, error) {
 		if !isDialError(err) {
 			return nil, err
 		}
-		tried = append(tried, x.upstream)
-		next := p.Pool.Pick(d.client.Addr(), tried)
-		if next == nil {
+		var next *Upstream
+		if next, tried = p.Pool.failover(d.client.Addr(), tried, x.upstream); next == nil {
 			return nil, err
 		}
-		x.upstream.inFlight.Add(-1)
-		next.inFlight.Add(1)
 		x.upstream = next
 	}
 }

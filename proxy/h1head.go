@@ -55,69 +55,23 @@ const (
 	fieldXFProto
 )
 
+// specialFields are the field names the proxy treats specially.
+var specialFields = []struct {
+	name string
+	kind fieldKind
+}{
+	{"host", fieldHost}, {"content-length", fieldContentLength}, {"transfer-encoding", fieldTransferEncoding},
+	{"connection", fieldConnection}, {"keep-alive", fieldHopByHop}, {"proxy-connection", fieldHopByHop},
+	{"proxy-authenticate", fieldHopByHop}, {"proxy-authorization", fieldHopByHop}, {"trailer", fieldTrailer},
+	{"te", fieldTE}, {"upgrade", fieldUpgrade}, {"expect", fieldExpect}, {"forwarded", fieldForwarded},
+	{"x-forwarded-for", fieldXFF}, {"x-forwarded-host", fieldXFHost}, {"x-forwarded-proto", fieldXFProto},
+}
+
 // kindOf classifies a field name (case-insensitive).
 func kindOf(name []byte) fieldKind {
-	is := func(s string) bool { return len(name) == len(s) && bytes.EqualFold(name, []byte(s)) }
-	switch len(name) {
-	case 2:
-		if is("te") {
-			return fieldTE
-		}
-	case 4:
-		if is("host") {
-			return fieldHost
-		}
-	case 6:
-		if is("expect") {
-			return fieldExpect
-		}
-	case 7:
-		switch {
-		case is("upgrade"):
-			return fieldUpgrade
-		case is("trailer"):
-			return fieldTrailer
-		}
-	case 9:
-		if is("forwarded") {
-			return fieldForwarded
-		}
-	case 10:
-		switch {
-		case is("connection"):
-			return fieldConnection
-		case is("keep-alive"):
-			return fieldHopByHop
-		}
-	case 14:
-		if is("content-length") {
-			return fieldContentLength
-		}
-	case 15:
-		if is("x-forwarded-for") {
-			return fieldXFF
-		}
-	case 16:
-		if is("x-forwarded-host") {
-			return fieldXFHost
-		}
-		if is("proxy-connection") {
-			return fieldHopByHop
-		}
-	case 17:
-		switch {
-		case is("transfer-encoding"):
-			return fieldTransferEncoding
-		case is("x-forwarded-proto"):
-			return fieldXFProto
-		}
-	case 18:
-		if is("proxy-authenticate") {
-			return fieldHopByHop
-		}
-	case 19:
-		if is("proxy-authorization") {
-			return fieldHopByHop
+	for _, f := range specialFields {
+		if len(name) == len(f.name) && bytes.EqualFold(name, []byte(f.name)) {
+			return f.kind
 		}
 	}
 	return fieldOther
@@ -239,19 +193,11 @@ func validToken(b []byte) bool {
 		return false
 	}
 	for _, c := range b {
-		if !isTokenByte(c) {
+		if !httpguts.IsTokenRune(rune(c)) {
 			return false
 		}
 	}
 	return true
-}
-
-func isTokenByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return c < 0x80 && c > ' ' && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }
 
 // validFieldValue reports whether b holds no control character but HTAB.

@@ -43,15 +43,16 @@ type HTTPProxy struct {
 	// (zero: no limit); the transport given to NewHTTPProxy has its own.
 	DialTimeout, ResponseHeaderTimeout time.Duration
 
-	rp       *httputil.ReverseProxy
-	dialOnce sync.Once
-	dial     *net.Dialer
+	rp             *httputil.ReverseProxy
+	plainUpstreams bool // the direct path may forward to Pool (h1forward.go)
+	dialOnce       sync.Once
+	dial           *net.Dialer
 }
 
 // NewHTTPProxy returns a proxy for route over pool using transport, which
 // should be shared by all routes (it pools upstream connections).
 func NewHTTPProxy(route string, pool *Pool, transport http.RoundTripper, logger *zap.Logger) *HTTPProxy {
-	p := &HTTPProxy{Route: route, Pool: pool, PreserveHost: true, Logger: logger}
+	p := &HTTPProxy{Route: route, Pool: pool, PreserveHost: true, Logger: logger, plainUpstreams: plainUpstreams(pool)}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: p.rewrite,
 		// The status is noted here too: an upgrade's 101 is written by the
@@ -291,15 +292,12 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !isDialError(err) {
 			return nil, err
 		}
-		tried = append(tried, st.upstream)
-		next := t.pool.Pick(st.client, tried)
-		if next == nil {
+		var next *Upstream
+		if next, tried = t.pool.failover(st.client, tried, st.upstream); next == nil {
 			return nil, err
 		}
 		// The outgoing Host stays as Rewrite set it: the client's when
 		// preserved, else empty (taken from the URL).
-		st.upstream.inFlight.Add(-1)
-		next.inFlight.Add(1)
 		st.upstream = next
 		req.URL.Scheme, req.URL.Host = next.URL.Scheme, next.URL.Host
 	}

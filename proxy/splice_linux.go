@@ -164,24 +164,30 @@ func (r *relay) spliceOut(rc syscall.RawConn, dst *net.TCPConn, p *pipe) (int64,
 
 // pendingInput reports whether c is a TCP socket with bytes waiting to be
 // read. (Not a FIN: once read, EOF peeks forever, and a half-closed
-// connection must still time out.) It peeks without consuming and without touching the
-// poller's state (RawConn.Control, unlike Read, does not reset readiness).
+// connection must still time out.)
 func pendingInput(c net.Conn) bool {
-	tc, ok := c.(*net.TCPConn)
+	n, err, ok := peek(c)
+	return ok && err == nil && n > 0
+}
+
+// peek looks at c's next byte without consuming it, without blocking and
+// without touching the poller's state (RawConn.Control, unlike Read, does
+// not reset readiness): n is 1 when a byte waits, 0 with a nil error at
+// EOF; EAGAIN means nothing has come. ok is false when c is no socket.
+func peek(c net.Conn) (n int, err error, ok bool) {
+	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return 0, nil, false
 	}
-	rc, err := tc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return 0, err, true // closed
 	}
-	pending := false
 	rc.Control(func(fd uintptr) {
 		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		pending = err == nil && n > 0
+		n, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	})
-	return pending
+	return n, err, true
 }
 
 // spliceDir is one direction of a relay whose idle sockets are parked (see

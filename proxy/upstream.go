@@ -113,6 +113,20 @@ func contains(us []*Upstream, u *Upstream) bool {
 	return false
 }
 
+// failover moves a request off from, which could not be reached: it
+// returns the upstream to try next, with the request's in-flight count
+// moved to it, or nil once every upstream has been tried. tried, the
+// upstreams already tried, gains from.
+func (p *Pool) failover(client netip.Addr, tried []*Upstream, from *Upstream) (*Upstream, []*Upstream) {
+	tried = append(tried, from)
+	next := p.Pick(client, tried)
+	if next != nil {
+		from.inFlight.Add(-1)
+		next.inFlight.Add(1)
+	}
+	return next, tried
+}
+
 // Failed records a failure of u; it reports whether u was just marked down.
 func (p *Pool) Failed(u *Upstream) bool {
 	max := p.MaxFails
