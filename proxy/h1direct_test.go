@@ -29,36 +29,16 @@ import (
 func newDirectFront(t *testing.T, p *HTTPProxy, h http.Handler) (addr string, s *HTTPServer) {
 	t.Helper()
 	s = NewHTTPServer(h, nil, func(*DirectRequest) *HTTPProxy { return p })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.Serve(ctx, c, nil)
-			}()
-		}
-	}()
+	addr = listen(t, func(c *net.TCPConn) { s.Serve(ctx, c, nil) })
+	// Before listen's cleanup (LIFO): Shutdown ends every Serve.
 	t.Cleanup(func() {
 		cancel()
-		ln.Close()
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
 		s.Shutdown(sctx)
-		wg.Wait()
 	})
-	return ln.Addr().String(), s
+	return addr, s
 }
 
 // bothFronts runs test with the proxy served by net/http and by the
@@ -169,6 +149,17 @@ func echoBackend(t *testing.T) *httptest.Server {
 	return s
 }
 
+// answeringUpstream is a rawUpstream answering each request with reply;
+// it counts the connections it accepts.
+func answeringUpstream(t *testing.T, reply func(*http.Request) string) (url string, conns *atomic.Int64) {
+	conns = new(atomic.Int64)
+	answer := answering(reply)
+	return rawUpstream(t, func(c *net.TCPConn, br *bufio.Reader) {
+		conns.Add(1)
+		answer(c, br)
+	}), conns
+}
+
 // rawUpstream serves each connection accepted on loopback with serve
 // (listen) and returns its URL.
 func rawUpstream(t *testing.T, serve func(c *net.TCPConn, br *bufio.Reader)) string {
@@ -276,14 +267,10 @@ func TestDirectPipelining(t *testing.T) {
 func TestDirectChunkedTrailersExact(t *testing.T) {
 	const resp = "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n" +
 		"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Sum: abc\r\nX-More: d\r\n\r\n"
-	var conns atomic.Int64
 	tes := make(chan string, 4)
-	up := rawUpstream(t, func(c *net.TCPConn, br *bufio.Reader) {
-		conns.Add(1)
-		answering(func(r *http.Request) string {
-			tes <- r.Header.Get("Te")
-			return resp
-		})(c, br)
+	up, conns := answeringUpstream(t, func(r *http.Request) string {
+		tes <- r.Header.Get("Te")
+		return resp
 	})
 	w := newDirectWorld(t, nil, up)
 	c, br := dialRaw(t, w.addr)
@@ -327,20 +314,16 @@ func testHTTPProxyTrailers(t *testing.T, direct bool) {
 // Responses without a body (HEAD with a length, 204, 304 with a length)
 // carry none to the client, and both connections stay usable.
 func TestDirectNoBodyResponses(t *testing.T) {
-	var conns atomic.Int64
-	up := rawUpstream(t, func(c *net.TCPConn, br *bufio.Reader) {
-		conns.Add(1)
-		answering(func(r *http.Request) string {
-			switch r.URL.Path {
-			case "/head":
-				return "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-A: head\r\n\r\n"
-			case "/204":
-				return "HTTP/1.1 204 No Content\r\nX-A: 204\r\n\r\n"
-			case "/304":
-				return "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\nX-A: 304\r\n\r\n"
-			}
-			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: ok\r\n\r\nok"
-		})(c, br)
+	up, conns := answeringUpstream(t, func(r *http.Request) string {
+		switch r.URL.Path {
+		case "/head":
+			return "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-A: head\r\n\r\n"
+		case "/204":
+			return "HTTP/1.1 204 No Content\r\nX-A: 204\r\n\r\n"
+		case "/304":
+			return "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\nX-A: 304\r\n\r\n"
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: ok\r\n\r\nok"
 	})
 	w := newDirectWorld(t, nil, up)
 	c, br := dialRaw(t, w.addr)
