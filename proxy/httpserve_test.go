@@ -3,10 +3,12 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -137,5 +139,62 @@ func waitErr(t *testing.T, c <-chan error) error {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return")
 		return nil
+	}
+}
+
+// A TLS connection handed over wrapped (its bytes were sniffed, or read by
+// the direct path before it fell back) still shows the handler its TLS
+// state, from a real handshake without ALPN, as openssl s_client makes.
+func TestHTTPServerTLSStateOfWrappedConn(t *testing.T) {
+	certs := httptest.NewUnstartedServer(nil)
+	certs.StartTLS() // only for its certificate and a client that trusts it
+	t.Cleanup(certs.Close)
+	serverName := make(chan string, 1)
+	s := newTestHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			serverName <- "(no TLS state)"
+		} else {
+			serverName <- r.TLS.ServerName
+		}
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		tc := tls.Server(c, certs.TLS)
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			served <- err
+			return
+		}
+		state := tc.ConnectionState()
+		served <- s.Serve(context.Background(), &replayConn{Conn: tc}, &state)
+	}()
+	clientConf := certs.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	clientConf.ServerName = "example.com"
+	c, err := tls.Dial("tcp", ln.Addr().String(), clientConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := <-serverName; got != "example.com" {
+		t.Errorf("the handler saw %q; want the connection's SNI example.com", got)
+	}
+	c.Close()
+	if err := waitErr(t, served); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
