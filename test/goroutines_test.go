@@ -6,12 +6,15 @@ package test
 // or a timer that outlives its connection shows up here, in the test that
 // caused it.
 //
-// The rule: go_goroutines (admin /metrics, the lowest of a few scrapes) must
-// come down to at most baseline + goroutineSlack + lifetimeGoroutines within
+// The rule: the goroutines of portmux's goroutine profile (admin
+// /debug/pprof/goroutine, those of the admin server itself left out: they
+// come and go with the scrapes; the lowest of a few scrapes) must come down
+// to at most baseline + goroutineSlack + lifetimeGoroutines within
 // goroutineWait, where baseline is the count once portmux is ready, before
 // the test's traffic, and no connection may still count as active
-// (portmux_connections_active: an idle L4 relay holds no goroutine). What portmux legitimately holds beyond that is taken
-// out or waited for, never allowed as a margin:
+// (portmux_connections_active: an idle L4 relay holds no goroutine). What
+// portmux legitimately holds beyond that is taken out or waited for, never
+// allowed as a margin:
 //   - idle keep-alive connections to the test's HTTP backends (its upstream
 //     pool, 90s idle timeout; its ACME client): the backends close them
 //     before each scrape of the check (dropIdlePeerConns);
@@ -24,10 +27,12 @@ package test
 //     (lifetimeGoroutines).
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -46,15 +51,12 @@ const (
 	// Noise is left to the window (goroutineWindow).
 	goroutineSlack = 0
 	// goroutineWindow is how many scrapes, goroutinePoll apart, make one
-	// reading of the count: the lowest of them. What a scrape sees beyond
-	// portmux's steady goroutines only adds to them: the scrape's own
-	// connection and the last one's, and the Prometheus registry's gather
-	// workers (one per collector, as many of them alive as the scheduler
-	// happens to have started when the Go collector counts; up to 5 at
-	// once). A leaked goroutine stays, so it is in every scrape, the lowest
-	// included. (With a median, one idle process read 16 once ready and 18
-	// at the end of a test that leaked nothing.)
-	goroutineWindow = 9
+	// reading of the count: the lowest of them. The scrapes' own goroutines
+	// are not counted (servingGoroutines), but portmux may be running a
+	// short-lived one of its own when the profile is taken (a timer's sweep
+	// of idle connections, a connection being torn down). A leaked goroutine
+	// stays, so it is in every scrape, the lowest included.
+	goroutineWindow = 5
 	// goroutinePoll is the interval between two scrapes.
 	goroutinePoll = 50 * time.Millisecond
 	// goroutineWait bounds how long the count may take to come down: idle
@@ -63,7 +65,7 @@ const (
 	goroutineWait = 10 * time.Second
 )
 
-// goroutineReadings are the last goroutineWindow scrapes of go_goroutines.
+// goroutineReadings are the last goroutineWindow scrapes of the goroutine count.
 type goroutineReadings []int
 
 func (r *goroutineReadings) add(n int) {
@@ -81,35 +83,86 @@ func (r goroutineReadings) floor() (int, bool) {
 	return slices.Min(r), true
 }
 
-// goroutines reads go_goroutines from portmux's /metrics, and the
-// connections it counts as live (portmux_connections_active, all labels).
+// goroutines counts portmux's goroutines, the admin server's left out (see
+// servingGoroutines), and the connections it counts as live
+// (portmux_connections_active, all labels).
 func (p *instance) goroutines() (n, active int, err error) {
-	resp, err := opsAdminClient().Get("http://" + p.admin + "/metrics")
+	profile, err := p.adminGet("/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		return 0, 0, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	if n, err = servingGoroutines(profile); err != nil {
+		return 0, 0, fmt.Errorf("parsing the goroutine profile: %w", err)
+	}
+	body, err := p.adminGet("/metrics")
 	if err != nil {
 		return 0, 0, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	m, err := parseOpsMetrics(string(body))
+	m, err := parseOpsMetrics(body)
 	if err != nil {
 		return 0, 0, fmt.Errorf("parsing /metrics: %w", err)
-	}
-	g, ok := m["go_goroutines{}"]
-	if !ok {
-		return 0, 0, fmt.Errorf("/metrics has no go_goroutines")
 	}
 	for k, v := range m {
 		if strings.HasPrefix(k, "portmux_connections_active{") {
 			active += int(v)
 		}
 	}
-	return int(g), active, nil
+	return n, active, nil
+}
+
+// adminGet returns the body of a GET of path on portmux's admin listener.
+func (p *instance) adminGet(path string) (string, error) {
+	resp, err := opsAdminClient().Get("http://" + p.admin + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return string(body), nil
+}
+
+// adminGoroutineLabel is the profiler label portmux puts on the goroutines
+// of its admin server (cmd/portmux/admin.go), as a goroutine profile prints
+// it.
+const adminGoroutineLabel = `"portmux":"admin"`
+
+// servingGoroutines sums the goroutines of a goroutine profile (debug=1:
+// groups of identical stacks, each opened by "<count> @ <pcs>" and, when
+// they carry profiler labels, followed by "# labels: {...}"), leaving out
+// the groups labelled as the admin server's. Those come and go with the
+// scrapes themselves: the request being served, the connection of the last
+// one, the Prometheus registry's gather workers.
+func servingGoroutines(profile string) (int, error) {
+	lines := strings.Split(profile, "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "goroutine profile: total ") {
+		return 0, fmt.Errorf("no goroutine profile header in %.80q", profile)
+	}
+	total, groups := 0, 0
+	for i, line := range lines {
+		count, _, ok := strings.Cut(line, " @ ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(count, &n); err != nil {
+			return 0, fmt.Errorf("group line %q: %w", line, err)
+		}
+		groups++
+		if i+1 < len(lines) && strings.HasPrefix(lines[i+1], "# labels: ") && strings.Contains(lines[i+1], adminGoroutineLabel) {
+			continue
+		}
+		total += n
+	}
+	if groups == 0 {
+		return 0, fmt.Errorf("no goroutine in %.80q", profile)
+	}
+	return total, nil
 }
 
 // takeBaseline records the goroutine count the check compares with
@@ -165,7 +218,7 @@ func (p *instance) windowReading(t testing.TB, dropIdle bool) int {
 // steadyWindows bounds steadyGoroutines: 10 windows are about 5 s.
 const steadyWindows = 10
 
-// checkGoroutines scrapes go_goroutines until the lowest of the last
+// checkGoroutines counts portmux's goroutines until the lowest of the last
 // goroutineWindow scrapes is at most the limit (see the rule at the top of
 // this file), up to goroutineWait after the later of now and the retirement
 // of the generations reloads replaced. If it stays above, it fails the test
@@ -384,5 +437,39 @@ func dropIdlePeerConns() {
 	for s := range httpPeers.live {
 		s.SetKeepAlivesEnabled(false)
 		s.SetKeepAlivesEnabled(true)
+	}
+}
+
+// TestServingGoroutines checks the count the goroutine check relies on
+// against this process's own profile: goroutines labelled as portmux labels
+// its admin server's, one started under the label and one started by it,
+// are all that is left out.
+func TestServingGoroutines(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	started := make(chan struct{})
+	go pprof.Do(context.Background(), pprof.Labels("portmux", "admin"), func(context.Context) {
+		go func() { <-stop }()
+		close(started)
+		<-stop
+	})
+	<-started
+	var b strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+		t.Fatal(err)
+	}
+	var total int
+	if _, err := fmt.Sscanf(b.String(), "goroutine profile: total %d", &total); err != nil {
+		t.Fatalf("profile header: %v", err)
+	}
+	n, err := servingGoroutines(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total-n != 2 {
+		t.Errorf("servingGoroutines = %d of %d, want 2 left out (the labelled ones)\n%s", n, total, b.String())
+	}
+	if _, err := servingGoroutines("404 page not found\n"); err == nil {
+		t.Error("servingGoroutines accepted a body that is no profile")
 	}
 }

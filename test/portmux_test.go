@@ -24,7 +24,7 @@ type instance struct {
 	addr    string
 	admin   string // the admin listener's address, from its "admin listening" line
 
-	// baseline is go_goroutines once portmux was ready, 0 until then (the
+	// baseline is the goroutine count once portmux was ready, 0 until then (the
 	// goroutine check is then skipped: the start itself failed), and
 	// baselineLines the number of log lines before it. See goroutines_test.go.
 	baseline      int
@@ -75,7 +75,7 @@ func startPortmux(t testing.TB, yaml string) *instance {
 
 // adminListen is the admin address of the configs the tests write: every
 // portmux the tests start needs its admin listener (the goroutine check reads
-// go_goroutines from /metrics), several run at once, and port 0 lets the
+// its goroutine profile and /metrics), several run at once, and port 0 lets the
 // kernel pick a free port that stays bound (no pick-then-close race); the
 // harness learns it from the "admin listening" line. Not "127.0.0.1:0": the
 // configs listen there, and config validation refuses the same address

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -71,15 +73,32 @@ func newAdmin(m *metrics, current func() *config.Config, reload func() error, lo
 		}
 		w.Write([]byte("reloaded\n"))
 	})
+	// Go's profiles, as net/http/pprof serves them. The goroutine profile is
+	// also how the end-to-end tests count portmux's goroutines: the admin
+	// server's own are labelled (serve) so that they can be told apart.
+	mux.HandleFunc("GET /debug/pprof/", httppprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", httppprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", httppprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", httppprof.Trace)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(logger)}
 	return a
 }
 
+// adminLabel is the profiler label on every goroutine of the admin server:
+// its accept loop, each of its connections and what a request starts (the
+// Prometheus registry's gather workers), as goroutines inherit the labels of
+// the one that starts them. A goroutine profile without them is portmux's
+// traffic-serving part alone.
+var adminLabel = pprof.Labels("portmux", "admin")
+
 // serve runs the admin server on ln until shutdown.
 func (a *admin) serve(ln net.Listener) {
-	if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		a.logger.Error("admin listener failed", zap.Error(err))
-	}
+	pprof.Do(context.Background(), adminLabel, func(context.Context) {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("admin listener failed", zap.Error(err))
+		}
+	})
 }
 
 func (a *admin) shutdown(ctx context.Context) {
