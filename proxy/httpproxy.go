@@ -63,7 +63,7 @@ func NewHTTPProxy(route string, pool *Pool, transport http.RoundTripper, logger 
 			}
 			return nil
 		},
-		Transport:    &retryTransport{pool: pool, base: transport},
+		Transport:    &retryTransport{proxy: p, base: transport},
 		ErrorHandler: p.fail,
 		// Without a pool each response allocates its 32 KiB copy buffer:
 		// the largest source of garbage per request (measured).
@@ -266,34 +266,43 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// retryTransport retries a request on another upstream when connecting to
-// the chosen one failed: nothing was sent, so any method is safe to retry.
-// Each failure counts against the upstream's passive health.
+// retryTransport sends a request over the proxy's own upstream connections
+// when it can (HTTPProxy.roundTrip), else over base, and retries it on
+// another upstream when connecting to the chosen one failed: nothing was
+// sent, so any method is safe to retry. Each failure counts against the
+// upstream's passive health.
 type retryTransport struct {
-	pool *Pool
-	base http.RoundTripper
+	proxy *HTTPProxy
+	base  http.RoundTripper
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	st := stateOf(req)
+	st, pool := stateOf(req), t.proxy.Pool
+	direct := t.proxy.canRoundTrip(req)
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body = &upstreamBody{r: req.Body, st: st}
 	}
 	var tried []*Upstream
 	for {
-		resp, err := t.base.RoundTrip(req)
+		var resp *http.Response
+		var err error
+		if direct {
+			resp, err = t.proxy.roundTrip(req, st.upstream)
+		} else {
+			resp, err = t.base.RoundTrip(req)
+		}
 		if err == nil {
-			t.pool.Succeeded(st.upstream)
+			pool.Succeeded(st.upstream)
 			return resp, nil
 		}
 		if req.Context().Err() == nil && st.clientErr == nil {
-			t.pool.Failed(st.upstream)
+			pool.Failed(st.upstream)
 		}
 		if !isDialError(err) {
 			return nil, err
 		}
 		var next *Upstream
-		if next, tried = t.pool.failover(st.client, tried, st.upstream); next == nil {
+		if next, tried = pool.failover(st.client, tried, st.upstream); next == nil {
 			return nil, err
 		}
 		// The outgoing Host stays as Rewrite set it: the client's when
