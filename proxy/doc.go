@@ -2,7 +2,9 @@
 // where it goes: the TCP relay (splice, half-close, idle timeout, byte counts)
 // and serving HTTP on a handed-over connection: the reverse proxy of L7
 // routes, with a direct HTTP/1.1 path (h1*.go) for plain requests in front
-// of net/http's server, which takes everything else.
+// of net/http's server, which takes everything else. Requests without a body
+// that net/http serves (HTTP/2) reach the upstream over the direct path's
+// connections too (h1roundtrip.go), not net/http's Transport.
 //
 // It knows nothing about sniffing or routing; cmd wires it to package mux.
 //

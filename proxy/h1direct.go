@@ -48,7 +48,8 @@ var clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 
 // directConn is one client connection on the direct path.
 type directConn struct {
 	s        *HTTPServer
-	conn     net.Conn // read and written; a Stream when bytes were sniffed
+	ctx      context.Context // ends when the connection is aborted
+	conn     net.Conn        // read and written; a Stream when bytes were sniffed
 	br       *bufio.Reader
 	client   netip.AddrPort
 	remote   string
@@ -68,7 +69,7 @@ type directConn struct {
 // serveDirect serves conn's requests on the direct path until it closes,
 // or returns it, with the bytes it read, for the http.Server.
 func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.ConnectionState) net.Conn {
-	d := &directConn{s: s, conn: conn, tls: state, remote: conn.RemoteAddr().String()}
+	d := &directConn{s: s, ctx: ctx, conn: conn, tls: state, remote: conn.RemoteAddr().String()}
 	d.client, _ = netip.ParseAddrPort(d.remote)
 	d.clientIP = d.client.Addr().String()
 	if host, _, err := net.SplitHostPort(d.remote); err == nil {

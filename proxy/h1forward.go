@@ -78,9 +78,12 @@ func (x *directExchange) send() (*upstreamConn, error) {
 	var tried []*Upstream
 	for {
 		d.out = p.appendRequest(d.out[:0], d, x.upstream)
-		uc, err := p.exchange(x.upstream, d.out, idempotent, x.headReq, &d.resp, &d.upstream)
+		uc, err := p.exchange(d.ctx, x.upstream, d.out, idempotent, x.headReq, &d.resp, &d.upstream)
 		if err == nil {
 			return uc, nil
+		}
+		if d.ctx.Err() != nil {
+			return nil, err // aborted: no fault of the upstream's
 		}
 		p.Pool.Failed(x.upstream)
 		if !isDialError(err) {

@@ -56,7 +56,7 @@ func (p *HTTPProxy) roundTrip(req *http.Request, u *Upstream) (*http.Response, e
 	})
 	headReq := req.Method == http.MethodHead
 	var rh responseHead
-	uc, err := p.exchange(u, head.Bytes(), isIdempotent([]byte(req.Method)), headReq, &rh, &inUse)
+	uc, err := p.exchange(req.Context(), u, head.Bytes(), isIdempotent([]byte(req.Method)), headReq, &rh, &inUse)
 	if err != nil {
 		stop()
 		return nil, contextErr(req.Context(), err)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
 	"sync"
@@ -145,24 +146,27 @@ func (e *errNothingReceived) Error() string {
 func (e *errNothingReceived) Unwrap() error { return e.err }
 
 // exchange sends out (request head and body) on a connection to u and
-// reads the response head into resp. A kept-alive connection the upstream
-// has closed meanwhile is replaced by a new one: checked before sending a
-// request that is not idempotent, retried after failing one that is (as
-// net/http's Transport does). The connection in use is kept in inUse, for
-// an abort to close.
-func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, resp *responseHead,
+// reads the response head into resp. A kept-alive connection is checked
+// first, without blocking: one the upstream has closed while idle, or sent
+// bytes nobody asked for on (they would pass for the next response, as
+// HAProxy and nginx also refuse), is closed and replaced. One closed in
+// the moment between check and send fails the request, which is sent again
+// on a new connection if idempotent (as net/http's Transport does). The
+// connection in use is kept in inUse, for an abort to close; one that
+// comes after ctx ended is not used.
+func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idempotent, headReq bool, resp *responseHead,
 	inUse *atomic.Pointer[upstreamConn]) (*upstreamConn, error) {
 	for fresh := false; ; fresh = true {
 		var uc *upstreamConn
 		if !fresh {
 			uc = u.idle.get()
 		}
-		if uc != nil && !idempotent && !stillOpen(uc.conn) {
+		if uc != nil && !stillOpen(uc.conn) {
 			uc.conn.Close()
 			uc = nil
 		}
 		if uc == nil {
-			c, err := p.dialer().Dial("tcp", hostPort(u))
+			c, err := p.dialer().DialContext(ctx, "tcp", hostPort(u))
 			if err != nil {
 				return nil, err
 			}
@@ -170,6 +174,13 @@ func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, 
 		}
 		uc.attach()
 		inUse.Store(uc)
+		if err := ctx.Err(); err != nil {
+			// The abort that ctx's end starts may have found no
+			// connection in use yet.
+			inUse.Store(nil)
+			uc.close()
+			return nil, err
+		}
 		_, err := uc.conn.Write(out)
 		if err == nil {
 			err = uc.readHead(resp, headReq, p.ResponseHeaderTimeout)
@@ -180,7 +191,7 @@ func (p *HTTPProxy) exchange(u *Upstream, out []byte, idempotent, headReq bool, 
 		inUse.Store(nil)
 		uc.close()
 		var stale *errNothingReceived
-		if !uc.reused || !idempotent || !errors.As(err, &stale) && !isWriteError(err) {
+		if !uc.reused || !idempotent || ctx.Err() != nil || !errors.As(err, &stale) && !isWriteError(err) {
 			return nil, err
 		}
 	}

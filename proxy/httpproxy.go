@@ -106,10 +106,27 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// In flight until the response body is done (streams count), moved to
 	// another upstream by a retry.
 	st.upstream.inFlight.Add(1)
+	finished := false
+	// Deferred: the ReverseProxy aborts a response whose body it could not
+	// copy (either side failed) by panicking with http.ErrAbortHandler,
+	// which the server turns into a reset; the panic goes on past this.
+	defer func() {
+		if !finished && st.err == nil {
+			st.err = errResponseAborted
+			if r.Context().Err() != nil {
+				st.err = errClientGone
+			}
+		}
+		st.upstream.inFlight.Add(-1)
+		p.logRequest(r, st, rec, start)
+	}()
 	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	st.upstream.inFlight.Add(-1)
-	p.logRequest(r, st, rec, start)
+	finished = true
 }
+
+// errResponseAborted is logged for a response cut off while its body was
+// copied: the upstream's body failed or the client went away.
+var errResponseAborted = errors.New("response aborted: copying its body failed")
 
 // rewrite shapes the outgoing request. ReverseProxy has already removed
 // hop-by-hop headers and the client's X-Forwarded-* and Forwarded headers.
@@ -208,7 +225,7 @@ func (p *HTTPProxy) logRequest(r *http.Request, st *reqState, rec *recorder, sta
 		p.OnRequest(p.Route, status, time.Since(start))
 	}
 	level := zap.InfoLevel
-	if st.err != nil && status != 499 {
+	if st.err != nil && status != 499 && st.err != errClientGone {
 		level = zap.WarnLevel
 	}
 	if ce := p.Logger.Check(level, "request"); ce != nil {
@@ -295,7 +312,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			pool.Succeeded(st.upstream)
 			return resp, nil
 		}
-		if req.Context().Err() == nil && st.clientErr == nil {
+		if req.Context().Err() != nil {
+			return nil, err // the client went away: no upstream's fault, no retry
+		}
+		if st.clientErr == nil {
 			pool.Failed(st.upstream)
 		}
 		if !isDialError(err) {
