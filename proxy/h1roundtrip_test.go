@@ -88,17 +88,20 @@ func (w *h2World) do(t *testing.T, method, path string, body io.Reader) (*http.R
 	return resp, b
 }
 
-// goDo sends req in the background; the channel gets Do's error.
-func (w *h2World) goDo(req *http.Request) <-chan error {
-	done := make(chan error, 1)
+// goGet sends a GET for path in the background, until cancel; the
+// channel gets Do's error.
+func (w *h2World) goGet(path string) (done <-chan error, cancel func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", w.url+path, nil)
+	errc := make(chan error, 1)
 	go func() {
 		resp, err := w.client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 		}
-		done <- err
+		errc <- err
 	}()
-	return done
+	return errc, cancel
 }
 
 // idleCount is the number of connections in u's direct-path pool.
@@ -333,9 +336,7 @@ func TestRoundTripClientCancels(t *testing.T) {
 	up, got, closed, release := holdingUpstream(t)
 	w := newH2World(t, nil, up)
 	t.Cleanup(release) // before the world's cleanup waits for its connections
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", w.url+"/hold", nil)
-	done := w.goDo(req)
+	done, cancel := w.goGet("/hold")
 	if !waitFor(got) {
 		t.Fatal("the upstream did not get the request")
 	}
@@ -369,9 +370,7 @@ func TestRoundTripClientGoneBeforeSend(t *testing.T) {
 		})
 	}, up)
 	t.Cleanup(release)
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", w.url+"/late", nil)
-	done := w.goDo(req)
+	done, cancel := w.goGet("/late")
 	if !waitFor(entered) {
 		t.Fatal("the request did not reach the front")
 	}
