@@ -3,6 +3,7 @@ package mux
 import (
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // Stream is a routed connection as one byte stream: reads yield the sniffed
@@ -14,6 +15,7 @@ type Stream struct {
 	prefix        []byte // owned by the reader side
 	up, down      atomic.Int64
 	remote, local net.Addr
+	coalesce      *coalescer // nil: writes go straight to the socket
 }
 
 // Stream returns c as a Stream. Use either the Stream or NetConn and Prefix,
@@ -54,13 +56,56 @@ func (s *Stream) Read(p []byte) (int, error) {
 
 // Write writes to the connection.
 func (s *Stream) Write(p []byte) (int, error) {
+	if s.coalesce != nil {
+		return s.coalesce.write(p)
+	}
 	n, err := s.Conn.Write(p)
 	s.down.Add(int64(n))
 	return n, err
 }
 
-// CloseWrite half-closes the connection when it supports it.
+// coalesceWrites makes later writes return once their bytes are queued,
+// and sends what queued up while a send was under way in one system call
+// (coalesce.go). Call it before the Stream is shared.
+func (s *Stream) coalesceWrites() {
+	s.coalesce = newCoalescer(s.Conn, &s.down)
+}
+
+// SetDeadline sets the read and write deadlines.
+func (s *Stream) SetDeadline(t time.Time) error {
+	if s.coalesce == nil {
+		return s.Conn.SetDeadline(t)
+	}
+	s.coalesce.setWriteDeadline(t)
+	return s.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline. With coalesced writes it
+// bounds writes from now on; bytes already queued keep the deadline they
+// were written under.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	if s.coalesce == nil {
+		return s.Conn.SetWriteDeadline(t)
+	}
+	s.coalesce.setWriteDeadline(t)
+	return nil
+}
+
+// Close closes the connection, after sending the queued bytes (for at
+// most closeFlushTimeout) when writes are coalesced.
+func (s *Stream) Close() error {
+	if s.coalesce != nil {
+		s.coalesce.drain()
+	}
+	return s.Conn.Close()
+}
+
+// CloseWrite half-closes the connection when it supports it, after
+// sending the queued bytes as Close does.
 func (s *Stream) CloseWrite() error {
+	if s.coalesce != nil {
+		s.coalesce.drain()
+	}
 	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

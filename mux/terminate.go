@@ -41,8 +41,13 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 	inner.NegotiatedProtocol = state.NegotiatedProtocol
 	var prefix []byte
 	switch state.NegotiatedProtocol {
-	case "h2", "http/1.1":
+	case "h2":
 		inner.Protocol = HTTP // ALPN decided: nothing to read
+		// HTTP/2 multiplexes responses that finish at different times; one
+		// send can carry several, and each response's two frames.
+		stream.coalesceWrites()
+	case "http/1.1":
+		inner.Protocol = HTTP
 	default:
 		var outcome string
 		inner.Protocol, prefix, outcome = s.sniffStream(tc, time.Now().Add(s.opts.SniffTimeout))

@@ -1,0 +1,242 @@
+package mux
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection; the test closes
+// them.
+func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
+
+// smallBuffersPair is a tcpPair with fixed 64 KiB socket buffers, so that
+// a client that does not read blocks a 1 MiB send.
+func smallBuffersPair(t *testing.T) (server, client *net.TCPConn) {
+	server, client = tcpPair(t)
+	server.SetWriteBuffer(64 << 10)
+	client.SetReadBuffer(64 << 10)
+	return server, client
+}
+
+// writeCounter counts the writes that reach the socket.
+type writeCounter struct {
+	*net.TCPConn
+	writes atomic.Int64
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes.Add(1)
+	return w.TCPConn.Write(p)
+}
+
+func coalescing(c net.Conn) *Stream {
+	s := &Stream{Conn: c}
+	s.coalesceWrites()
+	return s
+}
+
+func TestCoalescedWritesKeepOrderAcrossWriters(t *testing.T) {
+	server, client := tcpPair(t)
+	s := coalescing(server)
+	const writers, chunks = 4, 500
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	for id := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range chunks {
+				// [writer, seq, length] and length bytes of the writer's id
+				n := 1 + (seq*37)%3000
+				chunk := binary.BigEndian.AppendUint32(nil, uint32(id))
+				chunk = binary.BigEndian.AppendUint32(chunk, uint32(seq))
+				chunk = binary.BigEndian.AppendUint32(chunk, uint32(n))
+				chunk = append(chunk, bytes.Repeat([]byte{byte('a' + id)}, n)...)
+				if _, err := s.Write(chunk); err != nil {
+					t.Error(err)
+					return
+				}
+				sent.Add(int64(len(chunk)))
+			}
+		}()
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(client)
+		got <- b
+	}()
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stream := <-got
+	if int64(len(stream)) != sent.Load() {
+		t.Fatalf("received %d bytes; %d were written", len(stream), sent.Load())
+	}
+	next := make([]int, writers)
+	for len(stream) > 0 {
+		id, seq, n := binary.BigEndian.Uint32(stream), binary.BigEndian.Uint32(stream[4:]), binary.BigEndian.Uint32(stream[8:])
+		body := stream[12 : 12+n]
+		if int(seq) != next[id] || !bytes.Equal(body, bytes.Repeat([]byte{byte('a' + id)}, int(n))) {
+			t.Fatalf("writer %d: chunk %d arrived torn or out of order (want chunk %d)", id, seq, next[id])
+		}
+		next[id]++
+		stream = stream[12+n:]
+	}
+	if _, down := s.Counts(); down != sent.Load() {
+		t.Errorf("counted %d bytes written; %d were sent", down, sent.Load())
+	}
+}
+
+func TestCoalescedWritesGatherWhileASendIsUnderWay(t *testing.T) {
+	server, client := smallBuffersPair(t)
+	counter := &writeCounter{TCPConn: server}
+	s := coalescing(counter)
+	big := bytes.Repeat([]byte("B"), 1<<20) // more than the socket buffers hold: its send blocks
+	if _, err := s.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	var small []byte
+	for i := range 100 {
+		chunk := []byte{'s', byte(i)}
+		small = append(small, chunk...)
+		// Each returns at once although the client reads nothing yet.
+		if _, err := s.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(client)
+		got <- b
+	}()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, append(big, small...)) {
+		t.Fatalf("received %d bytes, not the %d written in order", len(b), len(big)+len(small))
+	}
+	// The large write, then the 100 small ones that queued behind it in one
+	// send (or all in one, when they queued before the first send began).
+	if n := counter.writes.Load(); n > 2 {
+		t.Errorf("101 writes reached the socket as %d sends; want at most 2", n)
+	}
+}
+
+func TestCoalescedCloseSendsWhatWasWrittenUnderAnExpiredDeadline(t *testing.T) {
+	// crypto/tls's Close queues close_notify under a 5s deadline, then
+	// sets the deadline to now: the queued bytes must still go out.
+	server, client := tcpPair(t)
+	s := coalescing(server)
+	s.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(s, "last words")
+	s.SetWriteDeadline(time.Now())
+	if _, err := io.WriteString(s, "too late"); !errors.Is(err, os.ErrDeadlineExceeded) && err != nil {
+		t.Fatalf("write after the deadline: %v", err)
+	}
+	s.Close()
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(client)
+	if err != nil || !bytes.HasPrefix(b, []byte("last words")) {
+		t.Fatalf("received %q, %v; want %q first", b, err, "last words")
+	}
+}
+
+func TestCoalescedTLSResponseAndCloseNotifyArrive(t *testing.T) {
+	cert, pool := selfSigned(t, "app.test")
+	server, client := tcpPair(t)
+	s := coalescing(server)
+	tc := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{cert}})
+	go func() {
+		defer tc.Close()
+		if err := tc.Handshake(); err != nil {
+			t.Error(err)
+			return
+		}
+		for range 50 {
+			io.WriteString(tc, "response\n")
+		}
+	}()
+	cc := tls.Client(client, &tls.Config{ServerName: "app.test", RootCAs: pool})
+	cc.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(cc) // io.EOF after close_notify is a nil error here
+	if err != nil || string(b) != string(bytes.Repeat([]byte("response\n"), 50)) {
+		t.Fatalf("received %d bytes, %v", len(b), err)
+	}
+}
+
+func TestCoalescedWriteWaitsForRoomUntilItsDeadline(t *testing.T) {
+	server, _ := smallBuffersPair(t) // the client never reads
+	s := coalescing(server)
+	s.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	chunk := make([]byte, 16<<10)
+	var err error
+	for i := 0; err == nil && i < 1000; i++ { // 16 MiB at most: far more than fits
+		_, err = s.Write(chunk)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("writes to a client that does not read ended with %v; want a deadline error", err)
+	}
+	s.Close() // bounded by the deadline the queued bytes were written under
+	if _, err := s.Write(chunk); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after Close: %v; want net.ErrClosed", err)
+	}
+}
+
+func TestCoalescedCloseGivesUpOnAClientThatDoesNotRead(t *testing.T) {
+	defer func(d time.Duration) { closeFlushTimeout = d }(closeFlushTimeout)
+	closeFlushTimeout = 100 * time.Millisecond
+	server, _ := smallBuffersPair(t)
+	s := coalescing(server)
+	s.Write(make([]byte, 1<<20)) // no deadline: only Close's bound ends its send
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited on a client that does not read")
+	}
+}
+
+func TestCoalescedWritesFailAfterTheClientResets(t *testing.T) {
+	server, client := tcpPair(t)
+	s := coalescing(server)
+	client.SetLinger(0)
+	client.Close() // RST
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for err == nil && time.Now().Before(deadline) {
+		_, err = s.Write([]byte("into the void"))
+		time.Sleep(time.Millisecond)
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("writes to a reset connection: %v; want the send's error", err)
+	}
+	s.Close()
+}
