@@ -39,7 +39,7 @@ type coalescer struct {
 	mu       sync.Mutex
 	room     sync.Cond // the sender took a batch or stopped, a deadline changed, or writes shut
 	pending  []byte    // accepted, not yet handed to the socket
-	spare    []byte    // the last batch's buffer, reused for the next
+	spare    []byte    // the last batch's buffer, reused for the next while sending
 	sending  bool      // the sender goroutine runs
 	deadline time.Time // the write deadline the user set
 	sendBy   time.Time // the deadline in force when the newest pending byte was accepted
@@ -71,6 +71,9 @@ func (c *coalescer) write(p []byte) (int, error) {
 		return 0, c.err
 	case !c.deadline.IsZero() && !time.Now().Before(c.deadline):
 		return 0, os.ErrDeadlineExceeded
+	}
+	if c.pending == nil && len(p) <= maxPendingWrite {
+		c.pending = (*sendBuffers.Get().(*[]byte))[:0]
 	}
 	c.pending = append(c.pending, p...)
 	c.sendBy = c.deadline
@@ -128,11 +131,27 @@ func (c *coalescer) send() {
 		c.spare = batch[:0]
 	}
 	c.sending = false
-	c.pending = c.pending[:0] // unsendable after a failure
-	if cap(c.spare) > maxPendingWrite {
-		c.spare = nil // a one-off large write; do not keep its buffer
-	}
+	// An idle connection keeps no buffer (what is left after a failure is
+	// unsendable).
+	releaseSendBuffer(c.pending)
+	releaseSendBuffer(c.spare)
+	c.pending, c.spare = nil, nil
 	c.room.Broadcast()
+}
+
+// sendBuffers holds the send buffers of connections that are not sending.
+var sendBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 4<<10)
+	return &b
+}}
+
+// releaseSendBuffer returns b to sendBuffers, unless it grew for a one-off
+// large write.
+func releaseSendBuffer(b []byte) {
+	if b != nil && cap(b) <= 2*maxPendingWrite {
+		b = b[:0]
+		sendBuffers.Put(&b)
+	}
 }
 
 // setWriteDeadline sets the deadline of later writes and of writes waiting

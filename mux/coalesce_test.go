@@ -240,3 +240,30 @@ func TestCoalescedWritesFailAfterTheClientResets(t *testing.T) {
 	}
 	s.Close()
 }
+
+func TestCoalescedStreamKeepsNoBufferWhenIdle(t *testing.T) {
+	server, client := tcpPair(t)
+	s := coalescing(server)
+	for range 100 {
+		s.Write(make([]byte, 1000))
+	}
+	if _, err := io.ReadFull(client, make([]byte, 100*1000)); err != nil {
+		t.Fatal(err)
+	}
+	c := s.coalesce
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		sending, pending, spare := c.sending, c.pending, c.spare
+		c.mu.Unlock()
+		if !sending {
+			if pending != nil || spare != nil {
+				t.Fatalf("an idle stream holds %d+%d bytes of send buffers", cap(pending), cap(spare))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sender did not stop once everything was sent")
+		}
+	}
+	s.Close()
+}
