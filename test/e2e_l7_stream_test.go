@@ -163,29 +163,8 @@ func TestE2EL7HTTP2(t *testing.T) {
 	t.Run("h2 over TLS", func(t *testing.T) {
 		pm.WaitLog(t, certObtained("localhost"), time.Minute)
 		c := newHTTPSClient(t, pm.Addr(), poolFromPEM(t, portmuxTrust(t, yaml)), true)
-		for i := 0; i < 3; i++ {
-			path := fmt.Sprintf("/h2/%d", i)
-			seen, resp, err := c.getSeen("https://localhost:" + portOf(t, pm.Addr()) + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.ProtoMajor != 2 {
-				t.Errorf("%s: proto %s; want HTTP/2", path, resp.Proto)
-			}
-			if seen.Path != path || seen.Header.Get("X-Forwarded-Proto") != "https" {
-				t.Errorf("%s: backend saw path %q, X-Forwarded-Proto %q; want %q, https", path, seen.Path, seen.Header.Get("X-Forwarded-Proto"), path)
-			}
-			rl := pm.WaitLog(t, requestLog(path), 10*time.Second)
-			checkFields(t, rl, map[string]string{"proto": "HTTP/2.0", "route": "app"})
-		}
-		c.Tr.CloseIdleConnections()
-		if n := len(c.Locals()); n != 1 {
-			t.Errorf("%d connections for 3 requests; want 1 (multiplexed)", n)
-		}
-		for _, local := range c.Locals() {
-			cl := pm.WaitLog(t, connOf(local), 10*time.Second)
-			checkFields(t, cl, map[string]string{"route": "app", "alpn_negotiated": "h2", "outcome": "ok"})
-		}
+		checkH2Multiplexed(t, pm, c.l7Client, "https://localhost:"+portOf(t, pm.Addr())+"/h2/", "app",
+			map[string]string{"route": "app", "alpn_negotiated": "h2", "outcome": "ok"})
 	})
 
 	t.Run("h2c prior knowledge", func(t *testing.T) {
@@ -193,28 +172,39 @@ func TestE2EL7HTTP2(t *testing.T) {
 		protos.SetUnencryptedHTTP2(true) // only h2c: the preface is the first bytes
 		hc := newL7Client(t, pm.Addr(), "")
 		hc.Tr.Protocols = &protos
-		for i := 0; i < 3; i++ {
-			path := fmt.Sprintf("/h2c/%d", i)
-			seen, resp, err := hc.getSeen("http://h2c.test"+path, "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.ProtoMajor != 2 {
-				t.Errorf("%s: proto %s; want HTTP/2", path, resp.Proto)
-			}
-			if seen.Path != path || seen.Header.Get("X-Forwarded-Proto") != "http" {
-				t.Errorf("%s: backend saw path %q, X-Forwarded-Proto %q; want %q, http", path, seen.Path, seen.Header.Get("X-Forwarded-Proto"), path)
-			}
-			rl := pm.WaitLog(t, requestLog(path), 10*time.Second)
-			checkFields(t, rl, map[string]string{"proto": "HTTP/2.0", "route": "web"})
-		}
-		hc.Tr.CloseIdleConnections()
-		if n := len(hc.Locals()); n != 1 {
-			t.Errorf("%d connections for 3 requests; want 1 (multiplexed)", n)
-		}
-		for _, local := range hc.Locals() {
-			cl := pm.WaitLog(t, connOf(local), 10*time.Second)
-			checkFields(t, cl, map[string]string{"protocol": "http", "route": "web", "outcome": "ok"})
-		}
+		checkH2Multiplexed(t, pm, hc, "http://h2c.test/h2c/", "web",
+			map[string]string{"protocol": "http", "route": "web", "outcome": "ok"})
 	})
+}
+
+// checkH2Multiplexed sends three GETs to base+i with c and checks that each
+// arrived over HTTP/2, with the X-Forwarded-Proto of base's scheme, and was
+// logged on route; and that the three shared one connection, whose log line
+// has connFields.
+func checkH2Multiplexed(t *testing.T, pm *instance, c *l7Client, base, route string, connFields map[string]string) {
+	t.Helper()
+	scheme, _, _ := strings.Cut(base, "://")
+	for i := 0; i < 3; i++ {
+		url := fmt.Sprintf("%s%d", base, i)
+		seen, resp, err := c.getSeen(url, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := resp.Request.URL.Path
+		if resp.ProtoMajor != 2 {
+			t.Errorf("%s: proto %s; want HTTP/2", path, resp.Proto)
+		}
+		if seen.Path != path || seen.Header.Get("X-Forwarded-Proto") != scheme {
+			t.Errorf("%s: backend saw path %q, X-Forwarded-Proto %q; want %q, %s", path, seen.Path, seen.Header.Get("X-Forwarded-Proto"), path, scheme)
+		}
+		rl := pm.WaitLog(t, requestLog(path), 10*time.Second)
+		checkFields(t, rl, map[string]string{"proto": "HTTP/2.0", "route": route})
+	}
+	c.Tr.CloseIdleConnections()
+	if n := len(c.Locals()); n != 1 {
+		t.Errorf("%d connections for 3 requests; want 1 (multiplexed)", n)
+	}
+	for _, local := range c.Locals() {
+		checkFields(t, pm.WaitLog(t, connOf(local), 10*time.Second), connFields)
+	}
 }

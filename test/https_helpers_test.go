@@ -12,8 +12,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
-	"io"
 	"io/fs"
 	"log"
 	"net"
@@ -297,23 +295,7 @@ func newHTTPSClient(t testing.TB, addr string, roots *x509.CertPool, h2 bool) *h
 
 // getSeen does GET url and decodes the l7Backend's seenRequest (200 only).
 func (c *httpsClient) getSeen(url string) (seenRequest, *http.Response, error) {
-	resp, err := c.Get(url)
-	if err != nil {
-		return seenRequest{}, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return seenRequest{}, resp, fmt.Errorf("reading body: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return seenRequest{}, resp, fmt.Errorf("GET %s: %s %q; want 200", url, resp.Status, body)
-	}
-	var s seenRequest
-	if err := json.Unmarshal(body, &s); err != nil {
-		return s, resp, fmt.Errorf("GET %s: decoding %q: %v", url, body, err)
-	}
-	return s, resp, nil
+	return c.l7Client.getSeen(url, "", nil)
 }
 
 // filesMentioning lists the paths under dir whose path contains name.
