@@ -145,8 +145,8 @@ func cmdConnRate(args []string) error {
 		return errors.New("need -addr and -concurrency >= 1")
 	}
 	msg := append([]byte(prefix), bytes.Repeat([]byte{'x'}, *payload)...)
-	var ok, failed, slow atomic.Int64
-	var firstErr atomic.Value
+	var ok, slow atomic.Int64
+	var failed errorTally
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(*duration)
@@ -162,8 +162,7 @@ func cmdConnRate(args []string) error {
 					slow.Add(1) // typically a SYN retransmitted after 1s
 				}
 				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
+					failed.add(err)
 					time.Sleep(10 * time.Millisecond) // no spinning on a refused port
 					continue
 				}
@@ -173,12 +172,8 @@ func cmdConnRate(args []string) error {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	kv := []any{"test", "connrate", "conns", ok.Load(), "errors", failed.Load(), "slow_over_500ms", slow.Load(),
-		"secs", fmt.Sprintf("%.3f", secs), "cps", fmt.Sprintf("%.0f", float64(ok.Load())/secs)}
-	if e := firstErr.Load(); e != nil {
-		kv = append(kv, "first_error", strconv.Quote(e.(string)))
-	}
-	result(kv...)
+	result(failed.appendFirst([]any{"test", "connrate", "conns", ok.Load(), "errors", failed.count(), "slow_over_500ms", slow.Load(),
+		"secs", fmt.Sprintf("%.3f", secs), "cps", fmt.Sprintf("%.0f", float64(ok.Load())/secs)})...)
 	return nil
 }
 
@@ -317,12 +312,11 @@ func cmdGreeting(args []string) error {
 		*timeout = *silence + 5*time.Second
 	}
 	var (
-		mu       sync.Mutex
-		samples  = make([]time.Duration, 0, *n)
-		failed   int
-		firstErr error
-		next     atomic.Int64
-		wg       sync.WaitGroup
+		mu      sync.Mutex
+		samples = make([]time.Duration, 0, *n)
+		failed  errorTally
+		next    atomic.Int64
+		wg      sync.WaitGroup
 	)
 	// Connection k starts no earlier than k*spacing: evenly spread, so the
 	// proxy's timers do not fire in bursts, and at least 1 ms apart, so
@@ -342,32 +336,26 @@ func cmdGreeting(args []string) error {
 				}
 				time.Sleep(time.Until(at))
 				d, err := greetOnce(*addr, *timeout)
-				mu.Lock()
 				if err != nil {
-					failed++
-					if firstErr == nil {
-						firstErr = err
-					}
-				} else {
-					samples = append(samples, d)
+					failed.add(err)
+					continue
 				}
+				mu.Lock()
+				samples = append(samples, d)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	if len(samples) == 0 {
-		return fmt.Errorf("no sample, %d errors, first: %v", failed, firstErr)
+		return fmt.Errorf("no sample, %d errors, first: %v", failed.count(), failed.first.Load())
 	}
 	slices.Sort(samples)
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d)/1e6) }
-	kv := []any{"test", "greeting", "n", len(samples), "errors", failed, "silence_ms", ms(*silence)}
+	kv := []any{"test", "greeting", "n", len(samples), "errors", failed.count(), "silence_ms", ms(*silence)}
 	kv = append(kv, quantiles("", "_ms", samples, 0, ms)...)
 	kv = append(kv, quantiles("over_", "_ms", samples, *silence, ms)...)
-	if firstErr != nil {
-		kv = append(kv, "first_error", strconv.Quote(firstErr.Error()))
-	}
-	result(kv...)
+	result(failed.appendFirst(kv)...)
 	return nil
 }
 
@@ -423,12 +411,11 @@ func cmdIdle(args []string) error {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 
 	var (
-		mu       sync.Mutex
-		conns    = make([]net.Conn, 0, *n)
-		failed   int
-		firstErr error
-		next     atomic.Int64
-		wg       sync.WaitGroup
+		mu     sync.Mutex
+		conns  = make([]net.Conn, 0, *n)
+		failed errorTally
+		next   atomic.Int64
+		wg     sync.WaitGroup
 	)
 	start := time.Now()
 	for range *parallel {
@@ -438,26 +425,19 @@ func cmdIdle(args []string) error {
 			buf := make([]byte, len(msg))
 			for next.Add(1) <= int64(*n) {
 				c, err := openIdle(*addr, msg, buf, *timeout)
-				mu.Lock()
 				if err != nil {
-					failed++
-					if firstErr == nil {
-						firstErr = err
-					}
-				} else {
-					conns = append(conns, c)
+					failed.add(err)
+					continue
 				}
+				mu.Lock()
+				conns = append(conns, c)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	kv := []any{"test", "idle", "opened", len(conns), "errors", failed,
-		"secs", fmt.Sprintf("%.3f", time.Since(start).Seconds())}
-	if firstErr != nil {
-		kv = append(kv, "first_error", strconv.Quote(firstErr.Error()))
-	}
-	result(kv...)
+	result(failed.appendFirst([]any{"test", "idle", "opened", len(conns), "errors", failed.count(),
+		"secs", fmt.Sprintf("%.3f", time.Since(start).Seconds())})...)
 	fmt.Println("READY")
 	select {
 	case <-stop:
@@ -533,4 +513,27 @@ func cmdFreePorts(args []string) error {
 	}
 	fmt.Println(strings.Join(ports, " "))
 	return nil
+}
+
+// errorTally counts the failures of concurrent workers and keeps the first
+// one's message for the result line.
+type errorTally struct {
+	n     atomic.Int64
+	first atomic.Value // string
+}
+
+func (t *errorTally) add(err error) {
+	t.n.Add(1)
+	t.first.CompareAndSwap(nil, err.Error())
+}
+
+func (t *errorTally) count() int64 { return t.n.Load() }
+
+// appendFirst appends first_error to a result line's fields when there was
+// an error.
+func (t *errorTally) appendFirst(kv []any) []any {
+	if e := t.first.Load(); e != nil {
+		kv = append(kv, "first_error", strconv.Quote(e.(string)))
+	}
+	return kv
 }
