@@ -94,19 +94,7 @@ func TestE2EOpsDrain(t *testing.T) {
 	}
 
 	pm.Terminate(t)
-	for i := 0; ; i++ {
-		code, body, err := pm.AdminDo(http.MethodGet, "/readyz")
-		if err != nil {
-			t.Fatalf("GET /readyz after SIGTERM: %v; want 503 while draining\n%s", err, pm.dump())
-		}
-		if code == http.StatusServiceUnavailable {
-			break
-		}
-		if code != http.StatusOK || i == 200 {
-			t.Fatalf("GET /readyz after SIGTERM: %d %q; want 503 while draining", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitDraining(t, pm)
 	if code, body, err := pm.AdminDo(http.MethodGet, "/healthz"); err != nil || code != http.StatusOK {
 		t.Errorf("GET /healthz while draining: %d %q, %v; want 200 (alive)", code, body, err)
 	}
@@ -150,6 +138,24 @@ func TestE2EOpsDrain(t *testing.T) {
 	}
 	if ls := pm.Find(func(l logLine) bool { return l.Level() == "warn" || l.Level() == "error" }); len(ls) > 0 {
 		t.Errorf("warnings or errors during a drain that finished within the grace: %v", ls)
+	}
+}
+
+// waitDraining waits, after SIGTERM, for /readyz to answer 503.
+func waitDraining(t *testing.T, pm *opsPM) {
+	t.Helper()
+	for i := 0; ; i++ {
+		code, body, err := pm.AdminDo(http.MethodGet, "/readyz")
+		if err != nil {
+			t.Fatalf("GET /readyz after SIGTERM: %v; want 503 while draining\n%s", err, pm.dump())
+		}
+		if code == http.StatusServiceUnavailable {
+			return
+		}
+		if code != http.StatusOK || i == 200 {
+			t.Fatalf("GET /readyz after SIGTERM: %d %q; want 503 while draining", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -155,11 +155,17 @@ func opsGetID(hc *http.Client) (string, error) {
 // opsDownload GETs path and checks that the body is n bytes of payload(seed);
 // progress, if not nil, counts the bytes as they arrive.
 func opsDownload(hc *http.Client, path string, seed uint64, n int64, progress io.Writer) error {
-	resp, err := hc.Get("http://ops.test" + path)
+	return opsDownloadURL(hc, "http://ops.test"+path, seed, n, progress)
+}
+
+// opsDownloadURL is opsDownload for a full URL.
+func opsDownloadURL(hc *http.Client, url string, seed uint64, n int64, progress io.Writer) error {
+	resp, err := hc.Get(url)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	path := resp.Request.URL.RequestURI()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s; want 200", path, resp.Status)
 	}
