@@ -2,6 +2,7 @@ package mux
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -55,9 +56,10 @@ func (w *writeCounter) Write(p []byte) (int, error) {
 	return w.TCPConn.Write(p)
 }
 
+// coalescing returns a Stream over c with coalesced writes, never aborted.
 func coalescing(c net.Conn) *Stream {
 	s := &Stream{Conn: c}
-	s.coalesceWrites()
+	s.CoalesceWrites(context.Background())
 	return s
 }
 
@@ -266,4 +268,26 @@ func TestCoalescedStreamKeepsNoBufferWhenIdle(t *testing.T) {
 		}
 	}
 	s.Close()
+}
+
+func TestCoalescedStreamAbortClosesWithoutWaiting(t *testing.T) {
+	defer func(d time.Duration) { closeFlushTimeout = d }(closeFlushTimeout)
+	closeFlushTimeout = time.Hour    // Close after the abort must not wait for it
+	server, _ := smallBuffersPair(t) // the client never reads
+	abort, cancel := context.WithCancel(context.Background())
+	s := &Stream{Conn: server}
+	stop := s.CoalesceWrites(abort)
+	defer stop()
+	s.Write(make([]byte, 1<<20)) // its send blocks
+	cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for queued bytes after the abort")
+	}
+	if _, err := s.Write([]byte("x")); err == nil {
+		t.Error("write after the abort and Close succeeded")
+	}
 }

@@ -172,7 +172,7 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 		}
 		return prefix, outcome
 	case HTTP:
-		if isH2Preface(prefix) {
+		if IsH2CPreface(prefix) {
 			return prefix, ""
 		}
 		if t.needPath {

@@ -103,8 +103,9 @@ func isTokenChar(c byte) bool {
 	return c != 0 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }
 
-// isH2Preface reports whether b starts with the h2c prior-knowledge preface.
-func isH2Preface(b []byte) bool {
+// IsH2CPreface reports whether b starts with the h2c prior-knowledge
+// preface: the connection speaks HTTP/2 in the clear.
+func IsH2CPreface(b []byte) bool {
 	return bytes.HasPrefix(b, []byte(h2Preface))
 }
 

@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"context"
 	"net"
 	"sync/atomic"
 	"time"
@@ -64,11 +65,15 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// coalesceWrites makes later writes return once their bytes are queued,
+// CoalesceWrites makes later writes return once their bytes are queued,
 // and sends what queued up while a send was under way in one system call
-// (coalesce.go). Call it before the Stream is shared.
-func (s *Stream) coalesceWrites() {
+// (coalesce.go): for HTTP/2, whose server flushes frame by frame. When
+// abort ends (the end of a drain's grace), the socket closes at once,
+// queued bytes or not. Call it before the Stream is shared, and stop when
+// done with the Stream.
+func (s *Stream) CoalesceWrites(abort context.Context) (stop func() bool) {
 	s.coalesce = newCoalescer(s.Conn, &s.down)
+	return context.AfterFunc(abort, func() { s.Conn.Close() })
 }
 
 // SetDeadline sets the read and write deadlines.

@@ -45,12 +45,7 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 		inner.Protocol = HTTP // ALPN decided: nothing to read
 		// HTTP/2 multiplexes responses that finish at different times; one
 		// send can carry several, and each response's two frames.
-		stream.coalesceWrites()
-		// When the drain grace ends, queued bytes are not waited for: the
-		// socket closes at once, which ends a send stuck on a client that
-		// does not read.
-		stop := context.AfterFunc(s.hardCtx, func() { stream.Conn.Close() })
-		defer stop()
+		defer stream.CoalesceWrites(s.hardCtx)()
 	case "http/1.1":
 		inner.Protocol = HTTP
 	default:

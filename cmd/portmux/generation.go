@@ -180,6 +180,9 @@ func serveL7(ctx context.Context, s *proxy.HTTPServer, c *mux.Conn) mux.Result {
 		return mux.Result{Backend: "http", Err: err, Outcome: outcomeOf(ctx, err)}
 	}
 	st := c.Stream()
+	if mux.IsH2CPreface(c.Prefix) { // HTTP/2 in the clear, as over TLS
+		defer st.CoalesceWrites(ctx)()
+	}
 	err := s.Serve(ctx, st, state)
 	up, down := st.Counts()
 	return mux.Result{Backend: "http", Up: up, Down: down, Err: err, Outcome: outcomeOf(ctx, err)}
