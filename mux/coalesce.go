@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// Coalesced writes, for terminated HTTP/2.
+// Coalesced writes, for HTTP/2 (over terminated TLS, or h2c).
 //
 // Go's HTTP/2 server flushes whenever its write queue runs dry, and a
 // handler waits for a response's HEADERS frame to be written before it
-// hands over the DATA: each response leaves as two TLS records in two
-// system calls, each a wake-up for the client. With coalescing, a Stream
+// hands over the DATA: each response leaves in two system calls (and two
+// TLS records), each a wake-up for the client. With coalescing, a Stream
 // write only copies the bytes into a send buffer, and a sender goroutine
 // writes them to the socket; whatever is written while a send is under way
 // goes out with the next one, much as an event loop (HAProxy's) gathers a
@@ -33,8 +33,8 @@ var closeFlushTimeout = 5 * time.Second
 // coalescer sends a Stream's writes from a goroutine of its own, which
 // runs only while there is something to send.
 type coalescer struct {
-	conn net.Conn      // the socket
-	sent *atomic.Int64 // bytes written to the socket (the Stream's count)
+	conn net.Conn      // the connection beneath: the socket, or TLS for h2c inside TLS
+	sent *atomic.Int64 // bytes written to conn (the Stream's count)
 
 	mu       sync.Mutex
 	room     sync.Cond // the sender took a batch or stopped, a deadline changed, or writes shut
