@@ -16,7 +16,8 @@ import (
 // with a client that reads and with one that stopped reading.
 
 // opsDrainH2Config terminates TLS for localhost (internal CA) in front of
-// web.
+// web (route app), and sends plain HTTP, h2c included, to web too (route
+// plain).
 func opsDrainH2Config(admin, grace, storage, web string) string {
 	return fmt.Sprintf(`listen: ["127.0.0.1:0"]
 sniff_timeout: 10s
@@ -29,7 +30,10 @@ routes:
     match: {protocol: tls, sni: [localhost]}
     tls: terminate
     to: %s
-`, admin, grace, storage, web)
+  - name: plain
+    match: {protocol: http}
+    to: %s
+`, admin, grace, storage, web, web)
 }
 
 // startOpsH2 starts portmux with opsDrainH2Config and returns it with the
@@ -92,39 +96,57 @@ func TestE2EOpsDrainHTTP2(t *testing.T) {
 	}
 }
 
-// TestE2EOpsDrainHTTP2ClientStopsReading: an h2 client stops reading its
-// socket in the middle of a 256 MB download, so portmux's sends to it
-// block with bytes queued. SIGTERM with a 1s grace: when the grace ends
-// portmux closes the connection at once (logged as shutdown), without
-// waiting for the queued bytes, and exits 0.
+// TestE2EOpsDrainHTTP2ClientStopsReading: an h2 client, over TLS and over
+// h2c, stops reading its socket in the middle of a 256 MB download, so
+// portmux's sends to it block with bytes queued. SIGTERM with a 1s grace:
+// when the grace ends portmux closes the connection at once (logged as
+// shutdown), without waiting for the queued bytes, and exits 0.
 func TestE2EOpsDrainHTTP2ClientStopsReading(t *testing.T) {
+	t.Run("h2 over TLS", func(t *testing.T) { drainStalledH2(t, true) })
+	t.Run("h2c", func(t *testing.T) { drainStalledH2(t, false) })
+}
+
+func drainStalledH2(t *testing.T, overTLS bool) {
 	const n = 256 << 20
 	web := startOpsWeb(t, "stalled-h2", newOpsGate(t), nil)
 	pm, base, tlsConf := startOpsH2(t, "1s", web)
+	route := "app"
 
 	stall, stalled := make(chan struct{}), make(chan struct{})
 	defer close(stall)
 	locals := make(chan string, 1)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		c, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", pm.Addr())
+		if err != nil {
+			return nil, err
+		}
+		c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		locals <- c.LocalAddr().String()
+		sc := &stallingConn{Conn: c, after: 8 << 20, stalled: stalled, stall: stall}
+		if !overTLS {
+			return sc, nil
+		}
+		tc := tls.Client(sc, &tls.Config{ServerName: "localhost", RootCAs: tlsConf.RootCAs, NextProtos: []string{"h2"}})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
 	tr := &http.Transport{
-		ForceAttemptHTTP2: true,
 		// Flow control lets portmux send far more than the socket buffers
 		// hold, so its sends block on the socket.
 		HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 20, MaxReceiveBufferPerConnection: 64 << 20},
-		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			c, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", pm.Addr())
-			if err != nil {
-				return nil, err
-			}
-			c.(*net.TCPConn).SetReadBuffer(64 << 10)
-			locals <- c.LocalAddr().String()
-			tc := tls.Client(&stallingConn{Conn: c, after: 8 << 20, stalled: stalled, stall: stall},
-				&tls.Config{ServerName: "localhost", RootCAs: tlsConf.RootCAs, NextProtos: []string{"h2"}})
-			if err := tc.HandshakeContext(ctx); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return tc, nil
-		},
+	}
+	if overTLS {
+		tr.ForceAttemptHTTP2 = true
+		tr.DialTLSContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }
+	} else {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true) // prior knowledge: the preface first
+		tr.Protocols = &protos
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }
+		base, route = "http://h2c.test", "plain"
 	}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Get(fmt.Sprintf("%s/blob?seed=3&n=%d", base, n))
@@ -145,7 +167,7 @@ func TestE2EOpsDrainHTTP2ClientStopsReading(t *testing.T) {
 	pm.Terminate(t)
 	pm.Stop(t) // exit 0 within its guard
 	l := pm.WaitLog(t, connOf(local), time.Second)
-	checkFields(t, l, map[string]string{"route": "app", "outcome": "shutdown"})
+	checkFields(t, l, map[string]string{"route": route, "outcome": "shutdown"})
 	pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "drain grace ended: closed the remaining connections" }, time.Second)
 	// Not a speed check: a close that waited for the queued bytes would
 	// come 5s (closeFlushTimeout) after the grace at the earliest.
