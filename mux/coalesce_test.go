@@ -56,6 +56,13 @@ func (w *writeCounter) Write(p []byte) (int, error) {
 	return w.TCPConn.Write(p)
 }
 
+// setCloseFlushTimeout sets closeFlushTimeout for the test.
+func setCloseFlushTimeout(t *testing.T, d time.Duration) {
+	old := closeFlushTimeout
+	closeFlushTimeout = d
+	t.Cleanup(func() { closeFlushTimeout = old })
+}
+
 // coalescing returns a Stream over c with coalesced writes, never aborted.
 func coalescing(c net.Conn) *Stream {
 	s := &Stream{Conn: c}
@@ -212,8 +219,7 @@ func TestCoalescedWriteWaitsForRoomUntilItsDeadline(t *testing.T) {
 }
 
 func TestCoalescedCloseGivesUpOnAClientThatDoesNotRead(t *testing.T) {
-	defer func(d time.Duration) { closeFlushTimeout = d }(closeFlushTimeout)
-	closeFlushTimeout = 100 * time.Millisecond
+	setCloseFlushTimeout(t, 100*time.Millisecond)
 	server, _ := smallBuffersPair(t)
 	s := coalescing(server)
 	s.Write(make([]byte, 1<<20)) // no deadline: only Close's bound ends its send
@@ -271,9 +277,8 @@ func TestCoalescedStreamKeepsNoBufferWhenIdle(t *testing.T) {
 }
 
 func TestCoalescedStreamAbortClosesWithoutWaiting(t *testing.T) {
-	defer func(d time.Duration) { closeFlushTimeout = d }(closeFlushTimeout)
-	closeFlushTimeout = time.Hour    // Close after the abort must not wait for it
-	server, _ := smallBuffersPair(t) // the client never reads
+	setCloseFlushTimeout(t, time.Hour) // Close after the abort must not wait for it
+	server, _ := smallBuffersPair(t)   // the client never reads
 	abort, cancel := context.WithCancel(context.Background())
 	s := &Stream{Conn: server}
 	stop := s.CoalesceWrites(abort)
