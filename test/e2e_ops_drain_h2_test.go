@@ -177,16 +177,6 @@ func drainStalledH2(t *testing.T, overTLS bool) {
 	}
 }
 
-// logTime is the time stamp of l.
-func logTime(t *testing.T, l logLine) time.Time {
-	t.Helper()
-	ts, err := time.Parse(time.RFC3339Nano, l.Str("ts"))
-	if err != nil {
-		t.Fatalf("log line time %q: %v", l.Str("ts"), err)
-	}
-	return ts
-}
-
 // stallingConn passes reads through until after bytes have been read, then
 // closes stalled and blocks reads until stall is closed: a client that stops
 // reading its socket.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // logLine is one line of portmux's stderr. F holds its JSON fields; it is nil when the
@@ -44,6 +45,16 @@ func (l logLine) Has(k string) bool {
 
 func (l logLine) Msg() string   { return l.Str("msg") }
 func (l logLine) Level() string { return l.Str("level") }
+
+// logTime is the time stamp of l.
+func logTime(t *testing.T, l logLine) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, l.Str("ts"))
+	if err != nil {
+		t.Fatalf("log line time %q: %v", l.Str("ts"), err)
+	}
+	return ts
+}
 
 // connOf matches the "connection" line of the client whose local address is client.
 func connOf(client string) func(logLine) bool {
