@@ -56,6 +56,19 @@ func (w *writeCounter) Write(p []byte) (int, error) {
 	return w.TCPConn.Write(p)
 }
 
+// closeWithinGuard closes s, failing the test with msg if Close is still
+// waiting after 30s (a hang guard, not a speed check).
+func closeWithinGuard(t *testing.T, s *Stream, msg string) {
+	t.Helper()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal(msg)
+	}
+}
+
 // setCloseFlushTimeout sets closeFlushTimeout for the test.
 func setCloseFlushTimeout(t *testing.T, d time.Duration) {
 	old := closeFlushTimeout
@@ -223,13 +236,7 @@ func TestCoalescedCloseGivesUpOnAClientThatDoesNotRead(t *testing.T) {
 	server, _ := smallBuffersPair(t)
 	s := coalescing(server)
 	s.Write(make([]byte, 1<<20)) // no deadline: only Close's bound ends its send
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
-	select {
-	case <-closed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Close waited on a client that does not read")
-	}
+	closeWithinGuard(t, s, "Close waited on a client that does not read")
 }
 
 func TestCoalescedWritesFailAfterTheClientResets(t *testing.T) {
@@ -285,13 +292,7 @@ func TestCoalescedStreamAbortClosesWithoutWaiting(t *testing.T) {
 	defer stop()
 	s.Write(make([]byte, 1<<20)) // its send blocks
 	cancel()
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
-	select {
-	case <-closed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Close waited for queued bytes after the abort")
-	}
+	closeWithinGuard(t, s, "Close waited for queued bytes after the abort")
 	if _, err := s.Write([]byte("x")); err == nil {
 		t.Error("write after the abort and Close succeeded")
 	}
