@@ -76,6 +76,25 @@ func TestFindHost(t *testing.T) {
 	}
 }
 
+// TestNormalizeHostAllocations guards the per-request routing of HTTP/2
+// requests: a lower-case host costs no allocation, an upper-case one its
+// lowered copy.
+func TestNormalizeHostAllocations(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		allocs   float64
+	}{
+		{"app.example.test:8443", "app.example.test", 0},
+		{"[2001:db8::1]:443", "2001:db8::1", 0},
+		{"App.Example.TEST", "app.example.test", 1},
+	} {
+		var got string
+		if n := testing.AllocsPerRun(100, func() { got = normalizeHost(tt.in) }); n != tt.allocs || got != tt.want {
+			t.Errorf("normalizeHost(%q) = %q with %v allocations; want %q with %v", tt.in, got, n, tt.want, tt.allocs)
+		}
+	}
+}
+
 func TestSniffSSH(t *testing.T) {
 	tests := []struct {
 		in   string

@@ -137,17 +137,12 @@ func (t *Table) LookupRequest(r *http.Request) *Route {
 // LookupHTTP is LookupRequest for a request known by its Host header (as
 // sent), decoded path, client and TLS connection (nil on plain HTTP).
 func (t *Table) LookupHTTP(host, path string, client netip.AddrPort, state *tls.ConnectionState) *Route {
-	info := Info{Protocol: HTTP, Host: requestHost(host), hostKnown: true, Path: path, Client: client, Terminated: state != nil}
+	info := Info{Protocol: HTTP, Host: normalizeHost(host), hostKnown: true, Path: path, Client: client, Terminated: state != nil}
 	if state != nil {
 		info.SNI = state.ServerName
 		info.NegotiatedProtocol = state.NegotiatedProtocol
 	}
 	return t.Lookup(&info)
-}
-
-// requestHost lowercases a Host value and removes its port.
-func requestHost(hostport string) string {
-	return normalizeHost([]byte(hostport))
 }
 
 // matchPath reports whether path is one of the prefixes or below one, by
