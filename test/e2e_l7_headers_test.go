@@ -1,8 +1,11 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -106,6 +109,30 @@ func TestE2EL7Headers(t *testing.T) {
 		}
 		if got := resp.Header.Get("X-End-To-End"); got != "kept" {
 			t.Errorf("client got X-End-To-End %q; want kept", got)
+		}
+	})
+
+	t.Run("content coding left to the client", func(t *testing.T) {
+		// A client that asks for no compression (curl's default) must get
+		// none, and its upstream must not be asked for any: a streamed
+		// body takes net/http's Transport, which by default asks for gzip
+		// on its own and decodes the answer, losing Content-Length and
+		// weakening ETags on the way.
+		plain := newRecordingClient(t, pm.Addr(), "", func(tr *http.Transport) { tr.DisableCompression = true })
+		body := io.MultiReader(strings.NewReader("streamed, "), strings.NewReader("so chunked"))
+		resp, got, err := plain.do(http.MethodPost, "http://web.test/coding", "", nil, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen seenRequest
+		if err := json.Unmarshal(got, &seen); err != nil {
+			t.Fatalf("%s: decoding %q: %v", resp.Status, got, err)
+		}
+		if seen.TransferEncoding == nil {
+			t.Fatalf("control: upstream got the body with Content-Length %d; want it chunked", seen.ContentLength)
+		}
+		if v := seen.Header.Values("Accept-Encoding"); len(v) != 0 {
+			t.Errorf("upstream got Accept-Encoding %q; the client sent none", v)
 		}
 	})
 

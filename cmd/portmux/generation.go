@@ -262,6 +262,9 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 		ResponseHeaderTimeout: headerTimeout,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// Content coding is between client and upstream: by default the
+		// Transport asks for gzip when the client did not and decodes it.
+		DisableCompression: true,
 	}
 	g.transports = append(g.transports, tr)
 	p := proxy.NewHTTPProxy(r.Name, pool, tr, g.app.logger)
