@@ -46,12 +46,16 @@ type app struct {
 	httpSrv   *http.Server // http_listen, if configured
 	certCtx   context.Context
 	certStop  context.CancelFunc
+	// tickets keys TLS session tickets for the whole process, so clients
+	// resume their sessions across reloads.
+	tickets *tlsutil.SessionTickets
 }
 
 func newApp(path string, logger *zap.Logger, level zap.AtomicLevel) *app {
 	a := &app{path: path, logger: logger, level: level, metrics: newMetrics(),
 		pipes: proxy.NewPipes(maxIdlePipes), listeners: map[string]net.Listener{},
-		claims: proxy.NewDataClaims(0, logger.Named("ftp")), dataPorts: map[string]*proxy.DataPorts{}}
+		claims: proxy.NewDataClaims(0, logger.Named("ftp")), dataPorts: map[string]*proxy.DataPorts{},
+		tickets: tlsutil.NewSessionTickets()}
 	a.certCtx, a.certStop = context.WithCancel(context.Background())
 	// Idle relays then hold no goroutine: see proxy.Parker.
 	if err := a.pipes.EnableParking(); err != nil {

@@ -44,6 +44,7 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 	var tlsConf *tls.Config
 	if certs != nil {
 		tlsConf = certs.TLSConfig()
+		a.tickets.Share(tlsConf)
 		if cfg.TLS.DefaultSNI != "" {
 			tlsConf = withDefaultSNI(tlsConf, cfg.TLS.DefaultSNI)
 		}
