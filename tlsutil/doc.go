@@ -21,6 +21,7 @@
 //	defer m.Close()
 //	_ = m.Manage(ctx, []string{"app.example.com"})
 //	tlsConf := m.TLSConfig()                    // terminate TLS with it
+//	tickets.Share(tlsConf)                      // one NewSessionTickets per process: sessions outlive reloads
 //	plain := m.HTTPChallengeHandler(redirect)   // serve this on :80
 //
 // certmagic keeps some process-wide state (its job queue, ACME rate
