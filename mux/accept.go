@@ -100,7 +100,11 @@ func (l *acceptListener) readProxyHeader(c net.Conn, at time.Time) {
 		policy = proxyproto.USE
 	}
 	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(l.s.opts.SniffTimeout))
-	if pc.ProxyHeader() == nil && policy == proxyproto.REQUIRE {
+	// A read of nothing reads the header and returns its error, if any: a
+	// missing header when required, and a broken one (malformed, or sent
+	// in pieces) even when optional, which the connection would otherwise
+	// meet only at sniffing, as if its client had gone.
+	if _, err := pc.Read(nil); err != nil {
 		l.s.pending.done(c)
 		l.s.refuse(c, addrPortOf(c.RemoteAddr()), RefusedProxyHeader)
 		return

@@ -3,6 +3,7 @@ package mux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -173,6 +174,34 @@ func TestProxyProtocol(t *testing.T) {
 			t.Fatalf("optional header: got %q, %v", line, err)
 		}
 	})
+	// A header that is there but broken is refused, header optional or
+	// not. A v1 header split across writes is one: the spec has senders
+	// send it at once and lets receivers drop partial ones, which
+	// go-proxyproto does.
+	for _, optional := range []bool{false, true} {
+		for name, parts := range map[string][]string{
+			"malformed":    {"PROXY TCP4 not-an-address 10.0.0.1 1 2\r\nSSH-2.0-x\r\n"},
+			"split in two": {"PROXY TCP4 198.51.100.7 ", "127.0.0.1 4242 22\r\nSSH-2.0-x\r\n"},
+		} {
+			t.Run(fmt.Sprintf("%s header, optional %v", name, optional), func(t *testing.T) {
+				pp := &ProxyProtocol{Trusted: trusted.Trusted, Optional: optional}
+				w, obs := limitedWorld(t, Options{ProxyProtocol: pp}, allRoutes()...)
+				c := w.dialFrom("127.0.0.1")
+				for i, part := range parts {
+					if i > 0 {
+						time.Sleep(50 * time.Millisecond) // a separate segment
+					}
+					c.Write([]byte(part))
+				}
+				if !refusedAtOnce(c) {
+					t.Fatal("broken header admitted")
+				}
+				if r := obs.refusals(); len(r) != 1 || r[0] != RefusedProxyHeader {
+					t.Fatalf("refusals %v; want [%s]", r, RefusedProxyHeader)
+				}
+			})
+		}
+	}
 }
 
 func TestRouteAllowDeny(t *testing.T) {
