@@ -82,21 +82,21 @@ func (l *acceptListener) acceptRaw() {
 			c.Close() // the shutdown's grace ended
 			continue
 		}
-		if l.s.trustsProxy(c.RemoteAddr()) {
+		if pp := l.s.trustedProxy(c.RemoteAddr()); pp != nil {
 			l.wg.Add(1)
-			go l.readProxyHeader(c, at)
+			go l.readProxyHeader(c, at, pp)
 			continue
 		}
 		l.admit(c, at)
 	}
 }
 
-// readProxyHeader reads the PROXY header of a trusted source before the
+// readProxyHeader reads the PROXY header of a source pp trusts before the
 // connection is admitted, within the sniff timeout.
-func (l *acceptListener) readProxyHeader(c net.Conn, at time.Time) {
+func (l *acceptListener) readProxyHeader(c net.Conn, at time.Time, pp *ProxyProtocol) {
 	defer l.wg.Done()
 	policy := proxyproto.REQUIRE
-	if l.s.opts.ProxyProtocol.Optional {
+	if pp.Optional {
 		policy = proxyproto.USE
 	}
 	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(policy), proxyproto.SetReadHeaderTimeout(l.s.opts.SniffTimeout))

@@ -101,6 +101,57 @@ func TestLimits(t *testing.T) {
 	})
 }
 
+// TestLimitsChangeLive: SetLimits applies to the next connection, and the
+// connections open before it count against the new limits, even those
+// admitted while no limit counted them.
+func TestLimitsChangeLive(t *testing.T) {
+	w, obs := limitedWorld(t, Options{}, allRoutes()...)
+	greet := func(c *net.TCPConn) {
+		t.Helper()
+		c.Write([]byte("SSH-2.0-x\r\n"))
+		if line, err := readLine(c); err != nil || line != "hello:ssh" {
+			t.Fatalf("admitted client got %q, %v", line, err)
+		}
+	}
+	first := w.dialFrom("127.0.0.1")
+	greet(first) // admitted with no limits
+	w.srv.SetLimits(Limits{MaxConnsPerIP: 1})
+	if c := w.dialFrom("127.0.0.1"); !refusedAtOnce(c) {
+		t.Fatal("second connection admitted: the one open before SetLimits did not count")
+	}
+	greet(w.dialFrom("127.0.0.2"))
+	w.srv.SetLimits(Limits{MaxConnsPerIP: 2})
+	greet(w.dialFrom("127.0.0.1"))
+	if r := obs.refusals(); len(r) != 1 || r[0] != RefusedMaxConnsPerIP {
+		t.Fatalf("refusals %v; want one %s", r, RefusedMaxConnsPerIP)
+	}
+}
+
+// TestProxyProtocolChangeLive: SetProxyProtocol decides for the next
+// connection whether its source's PROXY header is believed.
+func TestProxyProtocolChangeLive(t *testing.T) {
+	w, _ := limitedWorld(t, Options{}, allRoutes()...)
+	c := w.dialFrom("127.0.0.1")
+	writeProxyHeader(t, c, 2, "198.51.100.7:4242")
+	c.Write([]byte("SSH-2.0-x\r\n"))
+	if !refusedAtOnce(c) {
+		t.Fatal("a header was believed with no trusted source")
+	}
+	w.connLog(outcome(OutcomeUntrustedProxyHeader))
+
+	w.srv.SetProxyProtocol(&ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	c = w.dialFrom("127.0.0.1")
+	writeProxyHeader(t, c, 2, "198.51.100.7:4242")
+	c.Write([]byte("SSH-2.0-x\r\n"))
+	if line, err := readLine(c); err != nil || line != "hello:ssh" {
+		t.Fatalf("trusted header: got %q, %v", line, err)
+	}
+	c.CloseWrite()
+	if s := w.next(); s.info.Client.String() != "198.51.100.7:4242" {
+		t.Errorf("client %s; want the header's 198.51.100.7:4242", s.info.Client)
+	}
+}
+
 func readLine(c net.Conn) (string, error) {
 	var b []byte
 	one := make([]byte, 1)

@@ -51,10 +51,25 @@ type bucket struct {
 }
 
 func newLimiter(l Limits) *limiter {
+	lm := &limiter{perIP: map[netip.Addr]int{}, buckets: map[netip.Addr]*bucket{}}
+	lm.set(l)
+	return lm
+}
+
+// set replaces the limits. Connections already admitted stay counted (each
+// client's are counted whatever the limits), so a lowered limit refuses
+// new connections until enough have closed; rate buckets keep their tokens,
+// up to the new burst.
+func (lm *limiter) set(l Limits) {
 	if l.RatePerIP > 0 && l.RateBurst <= 0 {
 		l.RateBurst = max(1, int(l.RatePerIP))
 	}
-	return &limiter{l: l, perIP: map[netip.Addr]int{}, buckets: map[netip.Addr]*bucket{}}
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	lm.l = l
+	if l.RatePerIP <= 0 {
+		clear(lm.buckets)
+	}
 }
 
 // admit counts a new connection from ip, which then holds a connection and
@@ -74,9 +89,7 @@ func (lm *limiter) admit(ip netip.Addr, now time.Time) string {
 	}
 	lm.conns++
 	lm.sniffs++
-	if lm.l.MaxConnsPerIP > 0 {
-		lm.perIP[ip]++
-	}
+	lm.perIP[ip]++
 	return ""
 }
 
@@ -122,9 +135,7 @@ func (lm *limiter) closed(ip netip.Addr) {
 	lm.mu.Lock()
 	defer lm.mu.Unlock()
 	lm.conns--
-	if lm.l.MaxConnsPerIP > 0 {
-		if lm.perIP[ip]--; lm.perIP[ip] <= 0 {
-			delete(lm.perIP, ip)
-		}
+	if lm.perIP[ip]--; lm.perIP[ip] <= 0 {
+		delete(lm.perIP, ip)
 	}
 }

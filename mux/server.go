@@ -38,11 +38,13 @@ type Options struct {
 	// which cannot be sniffed (an upload's first bytes are arbitrary, a
 	// download's data connection is silent). It must not block.
 	Claim func(net.Conn) bool
-	// Limits bound connections per server and per client address.
+	// Limits bound connections per server and per client address
+	// (SetLimits changes them).
 	Limits Limits
 	// ProxyProtocol, if set, reads PROXY protocol (v1 or v2) headers from
 	// trusted sources; the client address they carry is then used for
-	// routing, limits, logs and X-Forwarded-For.
+	// routing, limits, logs and X-Forwarded-For (SetProxyProtocol changes
+	// it).
 	ProxyProtocol *ProxyProtocol
 	// Observer is told about each connection (metrics). Default: none.
 	Observer Observer
@@ -73,6 +75,7 @@ type Server struct {
 	log      *zap.Logger
 	refusals *zap.Logger // sampled: a flood of refusals must not flood the log
 	limits   *limiter
+	proxies  atomic.Pointer[ProxyProtocol] // nil: no PROXY headers read
 	sniffer  *sniffer
 	prefixes sync.Pool // *[]byte: connections' sniffed bytes
 	table    atomic.Pointer[Table]
@@ -118,6 +121,7 @@ func NewServer(table *Table, opts Options) *Server {
 	s.prefixes.New = func() any { b := make([]byte, 0, 2*sniffChunk); return &b }
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
 	s.table.Store(table)
+	s.proxies.Store(opts.ProxyProtocol)
 	return s
 }
 
@@ -127,6 +131,14 @@ func (s *Server) SetTable(t *Table) { s.table.Store(t) }
 
 // Table returns the current routing table.
 func (s *Server) Table() *Table { return s.table.Load() }
+
+// SetLimits replaces the limits for connections accepted from now on;
+// those already admitted still count against them.
+func (s *Server) SetLimits(l Limits) { s.limits.set(l) }
+
+// SetProxyProtocol replaces the PROXY protocol settings (nil: no header is
+// read) for connections accepted from now on.
+func (s *Server) SetProxyProtocol(pp *ProxyProtocol) { s.proxies.Store(pp) }
 
 // Serve accepts connections on ln until ln is closed or Shutdown is called.
 // It always closes ln. After Shutdown it returns ErrServerClosed.
@@ -181,10 +193,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// trustsProxy reports whether a connection from a may carry a PROXY header.
-func (s *Server) trustsProxy(a net.Addr) bool {
-	pp := s.opts.ProxyProtocol
-	return pp != nil && containsAddr(pp.Trusted, addrPortOf(a).Addr())
+// trustedProxy returns the PROXY protocol settings under which a
+// connection from a carries a header, or nil when a is not trusted.
+func (s *Server) trustedProxy(a net.Addr) *ProxyProtocol {
+	if pp := s.proxies.Load(); pp != nil && containsAddr(pp.Trusted, addrPortOf(a).Addr()) {
+		return pp
+	}
+	return nil
 }
 
 // refuse closes a connection that was not admitted, counts and logs it.

@@ -29,29 +29,7 @@ func TestE2EProxyProtocolIn(t *testing.T) {
 	for _, version := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("v%d header", version), func(t *testing.T) {
 			client := fmt.Sprintf("198.51.100.%d:4242", version)
-			c, err := dialTCP(pm.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			src, _ := net.ResolveTCPAddr("tcp", client)
-			if _, err := proxyproto.HeaderProxyFromAddrs(version, src, c.RemoteAddr()).WriteTo(c); err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(c, "GET /pp HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n")
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatalf("response: %v", err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			var seen seenRequest
-			if err := json.Unmarshal(body, &seen); err != nil {
-				t.Fatalf("%s: decoding %q: %v", resp.Status, body, err)
-			}
-			if got := seen.Header.Get("X-Forwarded-For"); got != src.IP.String() {
-				t.Errorf("upstream got X-Forwarded-For %q; want the header's client %s", got, src.IP)
-			}
+			getBehindBalancer(t, pm.Addr(), version, client)
 			l := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "connection" && l.Str("client") == client }, 10*time.Second)
 			checkFields(t, l, map[string]string{"route": "app", "outcome": "ok"})
 		})
@@ -85,4 +63,102 @@ func TestE2EProxyProtocolIn(t *testing.T) {
 	if n := backend.Hits(); n != 2 {
 		t.Errorf("backend got %d requests; want the 2 with a valid header", n)
 	}
+}
+
+// getBehindBalancer sends GET /pp on a new connection that starts with a
+// PROXY header (version 1 or 2) naming client, and checks that the
+// upstream's X-Forwarded-For names client's IP.
+func getBehindBalancer(t *testing.T, addr string, version byte, client string) {
+	t.Helper()
+	c, err := dialTCP(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	src, _ := net.ResolveTCPAddr("tcp", client)
+	if _, err := proxyproto.HeaderProxyFromAddrs(version, src, c.RemoteAddr()).WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET /pp HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("response behind a v%d header: %v", version, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	var seen seenRequest
+	if err := json.Unmarshal(body, &seen); err != nil {
+		t.Fatalf("%s: decoding %q: %v", resp.Status, body, err)
+	}
+	if got := seen.Header.Get("X-Forwarded-For"); got != src.IP.String() {
+		t.Errorf("upstream got X-Forwarded-For %q; want the header's client %s", got, src.IP)
+	}
+}
+
+// TestE2EOpsReloadAdmission: limits and proxy_protocol change on reload,
+// for the connections accepted afterwards; a connection open across the
+// reload goes on and still counts against the limits.
+func TestE2EOpsReloadAdmission(t *testing.T) {
+	backend := startL7Backend(t, "app")
+	config := func(version int, extra string) string {
+		return fmt.Sprintf("# version %d\n", version) + l7Header(extra) + fmt.Sprintf(`routes:
+  - name: app
+    match: {protocol: http}
+    to: http://%s
+`, backend.Addr())
+	}
+	pm := startOpsPM(t, config(0, "limits: {max_conns_per_ip: 1}\n"))
+
+	held, err := dialTCP(pm.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	held.SetDeadline(time.Now().Add(time.Minute))
+	br := bufio.NewReader(held)
+	keepAlive := func(when string) {
+		t.Helper()
+		fmt.Fprintf(held, "GET /held HTTP/1.1\r\nHost: web.test\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+		}
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("keep-alive request %s: %v", when, err)
+		}
+	}
+	keepAlive("before the reload")
+	refused := func(when string) {
+		t.Helper()
+		c, err := dialTCP(pm.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got, err := waitClosed(c, 10*time.Second); err != nil || len(got) != 0 {
+			t.Fatalf("%s: read %q, %v; want the connection refused", when, got, err)
+		}
+		pm.WaitLog(t, func(l logLine) bool {
+			return l.Msg() == "connection refused" && l.Str("client") == c.LocalAddr().String()
+		}, 10*time.Second)
+	}
+	refused("a second connection under max_conns_per_ip 1")
+
+	pm.Reload(t, config(1, "limits: {max_conns_per_ip: 2}\nproxy_protocol: {trusted: [127.0.0.1/32], optional: true}\n"), true, nil)
+	if n := pm.Count(func(l logLine) bool { return l.Msg() == "setting changed: it applies after a restart" }); n != 0 {
+		t.Errorf("%d restart-only warnings; limits and proxy_protocol apply on reload", n)
+	}
+	keepAlive("after the reload")
+	getBehindBalancer(t, pm.Addr(), 2, "198.51.100.20:4242")
+	c, err := dialTCP(pm.Addr()) // the second of 127.0.0.1's two, without a header
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(c, "GET /second HTTP/1.1\r\nHost: web.test\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("second connection under max_conns_per_ip 2: %v", err)
+	}
+	refused("a third connection under max_conns_per_ip 2, the one held across the reload counted")
 }

@@ -125,12 +125,11 @@ func (a *app) start(cfg *config.Config, hash string) error {
 		MaxSniffBytes:    cfg.SniffMaxBytes,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		DefaultSNI:       cfg.TLS.DefaultSNI,
-		Limits: mux.Limits{MaxConns: cfg.Limits.MaxConns, MaxConnsPerIP: cfg.Limits.MaxConnsPerIP,
-			RatePerIP: cfg.Limits.RatePerIP, RateBurst: cfg.Limits.RateBurst, MaxSniffs: cfg.Limits.MaxSniffs},
-		ProxyProtocol: proxyProtocol(cfg.ProxyProtocol),
-		Observer:      a.metrics,
-		Claim:         a.claims.Claim,
-		Logger:        a.logger,
+		Limits:           limits(cfg.Limits),
+		ProxyProtocol:    proxyProtocol(cfg.ProxyProtocol),
+		Observer:         a.metrics,
+		Claim:            a.claims.Claim,
+		Logger:           a.logger,
 	})
 	for _, addr := range cfg.Listen {
 		a.serve(opened[addr])
@@ -216,6 +215,8 @@ func (a *app) reloadLocked() error {
 		return err
 	}
 	g := a.buildGeneration(cfg, hash, certs)
+	a.srv.SetLimits(limits(cfg.Limits))
+	a.srv.SetProxyProtocol(proxyProtocol(cfg.ProxyProtocol))
 	a.srv.SetTable(g.table)
 	a.gen.Store(g)
 	for addr, ln := range opened {
@@ -269,8 +270,6 @@ func (a *app) warnRestartOnly(old, cfg *config.Config) {
 		{"tls.default_sni", old.TLS.DefaultSNI, cfg.TLS.DefaultSNI},
 		{"http_listen", old.HTTPListen, cfg.HTTPListen},
 		{"admin.listen", old.Admin.Listen, cfg.Admin.Listen},
-		{"limits", old.Limits, cfg.Limits},
-		{"proxy_protocol", fmt.Sprint(old.ProxyProtocol), fmt.Sprint(cfg.ProxyProtocol)},
 	} {
 		if s.before != s.is {
 			a.logger.Warn("setting changed: it applies after a restart", zap.String("key", s.key))
@@ -392,6 +391,12 @@ func (a *app) shutdown() {
 		a.admin.shutdown(ctx)
 	}
 	a.logger.Info("stopped")
+}
+
+// limits is the mux's form of the limits section.
+func limits(c config.Limits) mux.Limits {
+	return mux.Limits{MaxConns: c.MaxConns, MaxConnsPerIP: c.MaxConnsPerIP, RatePerIP: c.RatePerIP,
+		RateBurst: c.RateBurst, MaxSniffs: c.MaxSniffs}
 }
 
 // proxyProtocol is the mux's PROXY protocol setting; nil when off.
