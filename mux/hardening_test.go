@@ -50,18 +50,21 @@ func (o *recordingObserver) refusals() []string {
 	return append([]string(nil), o.refused...)
 }
 
-func TestLimits(t *testing.T) {
-	greet := func(w *world, c *net.TCPConn) {
-		t.Helper()
-		c.Write([]byte("SSH-2.0-x\r\n"))
-		if line, err := readLine(c); err != nil || line != "hello:ssh" {
-			t.Fatalf("admitted client got %q, %v", line, err)
-		}
+// greetSSH sends an SSH banner on c and expects the test route's answer:
+// the connection was admitted.
+func greetSSH(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	c.Write([]byte("SSH-2.0-x\r\n"))
+	if line, err := readLine(c); err != nil || line != "hello:ssh" {
+		t.Fatalf("admitted client got %q, %v", line, err)
 	}
+}
+
+func TestLimits(t *testing.T) {
 	t.Run("max conns", func(t *testing.T) {
 		w, obs := limitedWorld(t, Options{Limits: Limits{MaxConns: 2}}, allRoutes()...)
-		greet(w, w.dial())
-		greet(w, w.dial())
+		greetSSH(t, w.dial())
+		greetSSH(t, w.dial())
 		if c := w.dial(); !refusedAtOnce(c) {
 			t.Fatal("third connection admitted over max_conns 2")
 		}
@@ -71,16 +74,16 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("max conns per ip", func(t *testing.T) {
 		w, _ := limitedWorld(t, Options{Limits: Limits{MaxConnsPerIP: 1}}, allRoutes()...)
-		greet(w, w.dialFrom("127.0.0.1"))
+		greetSSH(t, w.dialFrom("127.0.0.1"))
 		if c := w.dialFrom("127.0.0.1"); !refusedAtOnce(c) {
 			t.Fatal("second connection from one IP admitted")
 		}
-		greet(w, w.dialFrom("127.0.0.2")) // another client is not affected
+		greetSSH(t, w.dialFrom("127.0.0.2")) // another client is not affected
 	})
 	t.Run("rate per ip", func(t *testing.T) {
 		w, obs := limitedWorld(t, Options{Limits: Limits{RatePerIP: 0.5, RateBurst: 2}}, allRoutes()...)
-		greet(w, w.dial())
-		greet(w, w.dial())
+		greetSSH(t, w.dial())
+		greetSSH(t, w.dial())
 		if c := w.dial(); !refusedAtOnce(c) {
 			t.Fatal("third connection in a burst of 2 admitted")
 		}
@@ -97,7 +100,7 @@ func TestLimits(t *testing.T) {
 			t.Fatal("second sniff admitted over max_sniffs 1")
 		}
 		refusedAtOnce(staller) // closed at the sniff timeout: the slot is free again
-		greet(w, w.dial())
+		greetSSH(t, w.dial())
 	})
 }
 
@@ -106,22 +109,14 @@ func TestLimits(t *testing.T) {
 // admitted while no limit counted them.
 func TestLimitsChangeLive(t *testing.T) {
 	w, obs := limitedWorld(t, Options{}, allRoutes()...)
-	greet := func(c *net.TCPConn) {
-		t.Helper()
-		c.Write([]byte("SSH-2.0-x\r\n"))
-		if line, err := readLine(c); err != nil || line != "hello:ssh" {
-			t.Fatalf("admitted client got %q, %v", line, err)
-		}
-	}
-	first := w.dialFrom("127.0.0.1")
-	greet(first) // admitted with no limits
+	greetSSH(t, w.dialFrom("127.0.0.1")) // admitted with no limits, held open
 	w.srv.SetLimits(Limits{MaxConnsPerIP: 1})
 	if c := w.dialFrom("127.0.0.1"); !refusedAtOnce(c) {
 		t.Fatal("second connection admitted: the one open before SetLimits did not count")
 	}
-	greet(w.dialFrom("127.0.0.2"))
+	greetSSH(t, w.dialFrom("127.0.0.2"))
 	w.srv.SetLimits(Limits{MaxConnsPerIP: 2})
-	greet(w.dialFrom("127.0.0.1"))
+	greetSSH(t, w.dialFrom("127.0.0.1"))
 	if r := obs.refusals(); len(r) != 1 || r[0] != RefusedMaxConnsPerIP {
 		t.Fatalf("refusals %v; want one %s", r, RefusedMaxConnsPerIP)
 	}
@@ -142,10 +137,7 @@ func TestProxyProtocolChangeLive(t *testing.T) {
 	w.srv.SetProxyProtocol(&ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	c = w.dialFrom("127.0.0.1")
 	writeProxyHeader(t, c, 2, "198.51.100.7:4242")
-	c.Write([]byte("SSH-2.0-x\r\n"))
-	if line, err := readLine(c); err != nil || line != "hello:ssh" {
-		t.Fatalf("trusted header: got %q, %v", line, err)
-	}
+	greetSSH(t, c)
 	c.CloseWrite()
 	if s := w.next(); s.info.Client.String() != "198.51.100.7:4242" {
 		t.Errorf("client %s; want the header's 198.51.100.7:4242", s.info.Client)
