@@ -126,16 +126,9 @@ func TestLimitsChangeLive(t *testing.T) {
 // connection whether its source's PROXY header is believed.
 func TestProxyProtocolChangeLive(t *testing.T) {
 	w, _ := limitedWorld(t, Options{}, allRoutes()...)
-	c := w.dialFrom("127.0.0.1")
-	writeProxyHeader(t, c, 2, "198.51.100.7:4242")
-	c.Write([]byte("SSH-2.0-x\r\n"))
-	if !refusedAtOnce(c) {
-		t.Fatal("a header was believed with no trusted source")
-	}
-	w.connLog(outcome(OutcomeUntrustedProxyHeader))
-
+	refusesSpoofedHeader(t, w, "127.0.0.1")
 	w.srv.SetProxyProtocol(&ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
-	c = w.dialFrom("127.0.0.1")
+	c := w.dialFrom("127.0.0.1")
 	writeProxyHeader(t, c, 2, "198.51.100.7:4242")
 	greetSSH(t, c)
 	c.CloseWrite()
@@ -169,6 +162,19 @@ func writeProxyHeader(t *testing.T, c net.Conn, version byte, client string) {
 	}
 }
 
+// refusesSpoofedHeader sends a PROXY header from src, a source w's server
+// does not trust, and expects the connection refused as a spoofing attempt.
+func refusesSpoofedHeader(t *testing.T, w *world, src string) {
+	t.Helper()
+	c := w.dialFrom(src)
+	writeProxyHeader(t, c, 2, "198.51.100.7:4242")
+	c.Write([]byte("SSH-2.0-spoofer\r\n"))
+	if !refusedAtOnce(c) {
+		t.Fatalf("header from %s, not trusted, was believed", src)
+	}
+	w.connLog(outcome(OutcomeUntrustedProxyHeader))
+}
+
 func TestProxyProtocol(t *testing.T) {
 	trusted := &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
 	for _, version := range []byte{1, 2} {
@@ -191,13 +197,7 @@ func TestProxyProtocol(t *testing.T) {
 	}
 	t.Run("header from an untrusted source is refused", func(t *testing.T) {
 		w, _ := limitedWorld(t, Options{ProxyProtocol: trusted}, allRoutes()...)
-		c := w.dialFrom("127.0.0.2")
-		writeProxyHeader(t, c, 2, "198.51.100.7:4242")
-		c.Write([]byte("SSH-2.0-spoofer\r\n"))
-		if !refusedAtOnce(c) {
-			t.Fatal("spoofed header accepted")
-		}
-		w.connLog(outcome(OutcomeUntrustedProxyHeader))
+		refusesSpoofedHeader(t, w, "127.0.0.2")
 	})
 	t.Run("trusted source without a header", func(t *testing.T) {
 		w, obs := limitedWorld(t, Options{ProxyProtocol: trusted}, allRoutes()...)
