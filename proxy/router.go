@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strings"
@@ -36,14 +37,23 @@ func hostOnly(hostport string) string {
 
 // RedirectHTTPS answers with a permanent redirect (308, which keeps the
 // method and body) to the same URL over HTTPS. A request that reached port
-// 80 goes to the default HTTPS port; one that reached portmux's multiplexed
-// port keeps that port, since it serves HTTPS too.
+// 80, or a listener marked by OnPlainListener, goes to the default HTTPS
+// port: the port it asked for speaks no TLS. One that reached portmux's
+// multiplexed port keeps that port, since it serves HTTPS too.
 func RedirectHTTPS(w http.ResponseWriter, r *http.Request) {
 	host := r.Host
-	if h, port, err := net.SplitHostPort(host); err == nil && port == "80" {
+	if h, port, err := net.SplitHostPort(host); err == nil && (port == "80" || r.Context().Value(plainListenerKey{}) != nil) {
 		host = h
 	}
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
+type plainListenerKey struct{}
+
+// OnPlainListener marks r as received on a listener that serves plain HTTP
+// only (http_listen), for RedirectHTTPS.
+func OnPlainListener(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), plainListenerKey{}, true))
 }
 
 // Forbidden answers a request from a client the route's allow/deny lists

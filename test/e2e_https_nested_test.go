@@ -81,10 +81,12 @@ func TestE2EHTTPSSSHInsideTLS(t *testing.T) {
 
 // TestE2EHTTPSRedirectHTTP: with redirect_http, a plain HTTP request to the same
 // port for one of the route's names gets a 308 to https on that port, path and
-// query kept; the backend sees nothing.
+// query kept; the backend sees nothing. On http_listen, whose port speaks no
+// TLS, the redirect goes to the default HTTPS port instead.
 func TestE2EHTTPSRedirectHTTP(t *testing.T) {
 	backend := startL7Backend(t, "app")
-	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+	plainAddr := closedPort(t)
+	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\nhttp_listen: %q\n", certStorage(t), plainAddr)) + fmt.Sprintf(`routes:
   - name: app
     match: {protocol: tls, sni: [localhost]}
     tls: terminate
@@ -107,6 +109,17 @@ func TestE2EHTTPSRedirectHTTP(t *testing.T) {
 			}
 		})
 	}
+	t.Run("on http_listen", func(t *testing.T) {
+		plain := newL7Client(t, plainAddr, "")
+		resp, body, err := plain.do(http.MethodGet, "http://localhost:"+portOf(t, plainAddr)+"/some/path?q=1", "", nil, nil)
+		if err != nil {
+			t.Fatalf("plain GET on http_listen: %v", err)
+		}
+		const want = "https://localhost/some/path?q=1"
+		if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+			t.Errorf("got %s Location %q (body %q); want 308 Location %q", resp.Status, resp.Header.Get("Location"), body, want)
+		}
+	})
 	if backend.Hits() != 0 {
 		t.Errorf("backend got %d plain request(s); want 0 (redirected)", backend.Hits())
 	}
