@@ -68,6 +68,20 @@ const usage = `Usage:
   portmux version            print the version
 `
 
+// parseFlags parses a command's flags. When the command should not go on
+// it returns false and the exit code: 0 after -h (the flag package has
+// printed the command's usage), 2 after a bad flag.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	switch err := fs.Parse(args); {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	default:
+		return 2, false
+	}
+}
+
 // configFlag registers -c; its default is $PORTMUX_CONFIG.
 func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("c", os.Getenv("PORTMUX_CONFIG"), "config file (YAML); env PORTMUX_CONFIG")
@@ -82,8 +96,8 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("validate", stderr)
 	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "portmux validate: -c FILE is required")

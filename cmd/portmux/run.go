@@ -34,8 +34,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlagSet("run", stderr)
 	path := configFlag(fs)
 	watch := fs.Bool("watch", false, "reload when the config file changes (polled every 2s)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 func cmdTrust(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("trust", stderr)
 	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
@@ -47,8 +47,8 @@ func cmdHealth(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("health", stderr)
 	path := configFlag(fs)
 	addr := fs.String("addr", "", "admin address (default: admin.listen of the config)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *addr == "" {
 		cfg, err := loadConfig(*path)
