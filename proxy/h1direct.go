@@ -96,7 +96,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 		if p == nil {
 			return d.handoff()
 		}
-		if !p.forwardDirect(d) || d.req.close || s.closing.Load() {
+		if !p.forwardDirect(d) || d.req.close || s.noNextRequest() {
 			break
 		}
 	}
@@ -117,12 +117,14 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 		if first {
 			wait = srv.ReadHeaderTimeout
 		}
-		// Deadline, then idle, then the check: a Shutdown that missed this
-		// connection as idle has set closing before the check; one that saw
-		// it idle moves the deadline after this one was set.
+		// Deadline, then idle, then the check: a Shutdown (or
+		// StopKeepAlives) that missed this connection as idle has set its
+		// flag before the check; one that saw it idle moves the deadline
+		// after this one was set. A connection's first request is served
+		// unless the server is shut down.
 		d.conn.SetReadDeadline(time.Now().Add(wait))
 		d.idle.Store(true)
-		if d.s.closing.Load() {
+		if d.s.closing.Load() || !first && d.s.lastOne.Load() {
 			d.idle.Store(false)
 			return 0, net.ErrClosed
 		}

@@ -642,6 +642,55 @@ func TestDirectShutdown(t *testing.T) {
 	}
 }
 
+// StopKeepAlives closes idle keep-alive connections at once, the direct
+// path's and net/http's, ends a connection with a request in flight after
+// its response (told to close), and still serves a connection handed over
+// afterwards, once.
+func TestStopKeepAlives(t *testing.T) {
+	up, started, release := slowBackend(t)
+	var viaNetHTTP atomic.Int64
+	w := newDirectWorld(t, counting(&viaNetHTTP), up.URL)
+	t.Cleanup(release)
+
+	idle, idleBR := dialRaw(t, w.addr)
+	send(t, idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, body := readResp(t, idleBR, "GET"); body != "done /fast" {
+		t.Fatalf("got %q", body)
+	}
+	// A chunked request moves its connection to net/http for good.
+	idleNH, idleNHBR := dialRaw(t, w.addr)
+	send(t, idleNH, "POST /fast HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	if _, body := readResp(t, idleNHBR, "POST"); body != "done /fast" || viaNetHTTP.Load() != 1 {
+		t.Fatalf("got %q, %d request(s) through net/http; want 1", body, viaNetHTTP.Load())
+	}
+	busy, busyBR := dialRaw(t, w.addr)
+	send(t, busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+
+	w.srv.StopKeepAlives()
+	for name, br := range map[string]*bufio.Reader{"direct path": idleBR, "net/http": idleNHBR} {
+		if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("idle connection on the %s: %d, %v; want it closed", name, n, err)
+		}
+	}
+	release()
+	resp, body := readResp(t, busyBR, "GET")
+	if body != "done /slow" || !resp.Close {
+		t.Fatalf("request in flight: %q, close %v; want its response, told to close", body, resp.Close)
+	}
+	fresh, freshBR := dialRaw(t, w.addr)
+	send(t, fresh, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\nGET /again HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, body = readResp(t, freshBR, "GET")
+	if body != "done /fast" || !resp.Close {
+		t.Fatalf("new connection: %q, close %v; want one response, told to close", body, resp.Close)
+	}
+	for name, br := range map[string]*bufio.Reader{"in flight": busyBR, "new": freshBR} {
+		if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("%s connection after its response: %d, %v; want it closed", name, n, err)
+		}
+	}
+}
+
 // Once Shutdown's context is done it returns, the connections still open
 // closed, even when a request waits for an upstream that does not answer
 // (no ResponseHeaderTimeout).

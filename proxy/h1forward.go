@@ -121,7 +121,7 @@ func (x *directExchange) relay(uc *upstreamConn) bool {
 		}
 	}
 	x.status = resp.status
-	closeClient := d.req.close || resp.untilClose || d.s.closing.Load()
+	closeClient := d.req.close || resp.untilClose || d.s.noNextRequest()
 	d.out = appendResponseHead(d.out[:0], resp, closeClient)
 	uc.br.Discard(resp.size)
 	n, complete, clientErr, err := d.relayBody(uc, newBodyFraming(resp, x.headReq))
@@ -159,13 +159,14 @@ func (x *directExchange) fail(err error) bool {
 	d := x.d
 	status, msg := failureOf(err)
 	x.status = status
-	d.out = appendErrorResponse(d.out[:0], status, msg, d.req.close)
+	closeClient := d.req.close || d.s.noNextRequest()
+	d.out = appendErrorResponse(d.out[:0], status, msg, closeClient)
 	if _, werr := d.conn.Write(d.out); werr != nil {
 		x.done(err, false)
 		return false
 	}
 	x.done(err, false)
-	return !d.req.close
+	return !closeClient
 }
 
 // done logs the request; clientSide marks an error that is the client's

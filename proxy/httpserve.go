@@ -24,7 +24,8 @@ type HTTPServer struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]*handed
 	directs map[*directConn]struct{}
-	closing atomic.Bool
+	closing atomic.Bool    // Shutdown: no new connection, no next request
+	lastOne atomic.Bool    // StopKeepAlives: no next request
 	active  sync.WaitGroup // direct-path connections
 }
 
@@ -143,18 +144,42 @@ func (s *HTTPServer) hijackDone(c net.Conn) {
 	}
 }
 
-// Shutdown stops serving gracefully: idle keep-alive connections are
-// closed at once, active requests finish until ctx is done, when the
-// connections still open are closed.
-func (s *HTTPServer) Shutdown(ctx context.Context) error {
+// StopKeepAlives ends HTTP/1 keep-alive: idle connections are closed at
+// once, and each connection ends after the request it is serving (told so
+// with Connection: close). Connections handed over afterwards are still
+// served, one request each. A reload calls it on the servers it replaces,
+// so that keep-alive clients take up the new routes at once rather than
+// when the servers are shut down. HTTP/2 connections are left to Shutdown
+// (net/http can end them only with a GOAWAY that Shutdown sends).
+func (s *HTTPServer) StopKeepAlives() {
+	s.stopRequests(&s.lastOne)
+	s.srv.SetKeepAlivesEnabled(false)
+}
+
+// stopRequests sets flag, which ends a direct-path connection before its
+// next request, and wakes the idle ones to see it.
+func (s *HTTPServer) stopRequests(flag *atomic.Bool) {
 	s.mu.Lock()
-	s.closing.Store(true)
+	defer s.mu.Unlock()
+	flag.Store(true)
 	for d := range s.directs {
 		if d.idle.Load() {
 			d.conn.SetReadDeadline(time.Now()) // wakes its wait for a request
 		}
 	}
-	s.mu.Unlock()
+}
+
+// noNextRequest reports whether a direct-path connection must end after
+// its current request.
+func (s *HTTPServer) noNextRequest() bool {
+	return s.closing.Load() || s.lastOne.Load()
+}
+
+// Shutdown stops serving gracefully: idle keep-alive connections are
+// closed at once, active requests finish until ctx is done, when the
+// connections still open are closed.
+func (s *HTTPServer) Shutdown(ctx context.Context) error {
+	s.stopRequests(&s.closing)
 	err := s.srv.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() {

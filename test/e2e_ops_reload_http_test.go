@@ -1,7 +1,12 @@
 package test
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -107,5 +112,73 @@ routes:
 	}
 	if got, want := pm.Routes(t), []string{"web http -> " + last}; !slices.Equal(got, want) {
 		t.Errorf("GET /routes after the last reload: %q; want %q", got, want)
+	}
+}
+
+// TestE2EOpsReloadEndsKeepAlive: a reload closes the idle HTTP/1.1
+// keep-alive connections at once, the direct path's and net/http's, so a
+// keep-alive client's next request takes the new route. It does not wait
+// for the old generation's retirement (32s here: handshake_timeout 30s).
+func TestE2EOpsReloadEndsKeepAlive(t *testing.T) {
+	one, two := startOpsWeb(t, "one", nil, nil), startOpsWeb(t, "two", nil, nil)
+	config := func(version int, to string) string {
+		return fmt.Sprintf(`# version %d
+listen: ["127.0.0.1:0"]
+handshake_timeout: 30s
+admin: {listen: %s}
+log: {level: info, format: json}
+routes:
+  - name: web
+    match: {protocol: http}
+    to: %s
+`, version, adminListen, to)
+	}
+	pm := startOpsPM(t, config(0, one.URL))
+	type kept struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	keptAlive := func(request string) kept {
+		t.Helper()
+		c, err := dialTCP(pm.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(time.Minute))
+		io.WriteString(c, request)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+		}
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+			t.Fatalf("%q: %v; want 200 on a kept-alive connection", request, err)
+		}
+		return kept{c, br}
+	}
+	idle := map[string]kept{
+		"direct path": keptAlive("GET /id HTTP/1.1\r\nHost: ops.test\r\n\r\n"),
+		// A chunked request moves its connection to net/http.
+		"net/http": keptAlive("POST /echo HTTP/1.1\r\nHost: ops.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
+	}
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", pm.Addr())
+	}}}
+	t.Cleanup(hc.CloseIdleConnections)
+	if id, err := opsGetID(hc); err != nil || id != one.ID {
+		t.Fatalf("before the reload: %q, %v; want %q", id, err, one.ID)
+	}
+
+	pm.Reload(t, config(1, two.URL), true, nil)
+	for name, k := range idle {
+		// A hang guard well below the retirement, which would also close it.
+		k.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		if n, err := k.br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("idle keep-alive connection (%s) after the reload: %d, %v; want it closed", name, n, err)
+		}
+	}
+	if id, err := opsGetID(hc); err != nil || id != two.ID {
+		t.Errorf("keep-alive client after the reload: %q, %v; want the new route's %q", id, err, two.ID)
 	}
 }

@@ -97,7 +97,8 @@ func getBehindBalancer(t *testing.T, addr string, version byte, client string) {
 
 // TestE2EOpsReloadAdmission: limits and proxy_protocol change on reload,
 // for the connections accepted afterwards; a connection open across the
-// reload goes on and still counts against the limits.
+// reload (an echo session: the reload ends idle HTTP keep-alive) goes on
+// and still counts against the limits.
 func TestE2EOpsReloadAdmission(t *testing.T) {
 	backend := startL7Backend(t, "app")
 	config := func(version int, extra string) string {
@@ -105,6 +106,9 @@ func TestE2EOpsReloadAdmission(t *testing.T) {
   - name: app
     match: {protocol: http}
     to: http://%s
+  - name: echo
+    match: {protocol: unknown}
+    to: builtin:echo
 `, backend.Addr())
 	}
 	pm := startOpsPM(t, config(0, "limits: {max_conns_per_ip: 1}\n"))
@@ -115,19 +119,14 @@ func TestE2EOpsReloadAdmission(t *testing.T) {
 	}
 	defer held.Close()
 	held.SetDeadline(time.Now().Add(time.Minute))
-	br := bufio.NewReader(held)
-	keepAlive := func(when string) {
+	echo := func(when string) {
 		t.Helper()
-		fmt.Fprintf(held, "GET /held HTTP/1.1\r\nHost: web.test\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
-		}
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("keep-alive request %s: %v", when, err)
+		line := "{held " + when + "}\n"
+		if err := opsEchoExact(held, []byte(line)); err != nil {
+			t.Fatalf("echo session %s: %v", when, err)
 		}
 	}
-	keepAlive("before the reload")
+	echo("before the reload")
 	refused := func(when string) {
 		t.Helper()
 		c, err := dialTCP(pm.Addr())
@@ -148,7 +147,7 @@ func TestE2EOpsReloadAdmission(t *testing.T) {
 	if n := pm.Count(func(l logLine) bool { return l.Msg() == "setting changed: it applies after a restart" }); n != 0 {
 		t.Errorf("%d restart-only warnings; limits and proxy_protocol apply on reload", n)
 	}
-	keepAlive("after the reload")
+	echo("after the reload")
 	getBehindBalancer(t, pm.Addr(), 2, "198.51.100.20:4242")
 	c, err := dialTCP(pm.Addr()) // the second of 127.0.0.1's two, without a header
 	if err != nil {

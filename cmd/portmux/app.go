@@ -221,6 +221,7 @@ func (a *app) reloadLocked() error {
 	a.srv.SetProxyProtocol(proxyProtocol(cfg.ProxyProtocol))
 	a.srv.SetTable(g.table)
 	a.gen.Store(g)
+	old.stopKeepAlives()
 	for addr, ln := range opened {
 		a.listeners[addr] = ln
 		a.serve(ln)

@@ -313,6 +313,15 @@ func (g *generation) tcpHandler(r config.Route) mux.Handler {
 // servers stop gracefully (idle keep-alive connections close, requests in
 // flight finish until ctx ends), health checks stop, idle upstream
 // connections close.
+// stopKeepAlives ends HTTP/1 keep-alive on g's servers once a newer
+// generation routes: their idle client connections close now, so those
+// clients' next requests take the new routes instead of g's until retire.
+func (g *generation) stopKeepAlives() {
+	for _, s := range g.servers {
+		s.StopKeepAlives()
+	}
+}
+
 func (g *generation) retire(ctx context.Context) {
 	g.cancel()
 	done := make(chan struct{})
