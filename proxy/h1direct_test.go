@@ -602,6 +602,29 @@ func slowBackend(t *testing.T) (up *httptest.Server, started <-chan struct{}, re
 	return up, start, release
 }
 
+// keptAlive sends request (its method given apart) on a new connection to
+// addr and checks slowBackend's answer to /fast; the connection is left
+// idle and kept alive.
+func keptAlive(t *testing.T, addr, method, request string) *bufio.Reader {
+	t.Helper()
+	c, br := dialRaw(t, addr)
+	send(t, c, request)
+	if _, body := readResp(t, br, method); body != "done /fast" {
+		t.Fatalf("%s /fast: got %q", method, body)
+	}
+	return br
+}
+
+// waitingForSlow sends GET /slow on a new connection to addr and returns
+// once slowBackend holds it.
+func waitingForSlow(t *testing.T, addr string, started <-chan struct{}) *bufio.Reader {
+	t.Helper()
+	c, br := dialRaw(t, addr)
+	send(t, c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-started
+	return br
+}
+
 // Shutdown closes an idle keep-alive connection of the direct path at
 // once, and lets a request in flight finish (told to close) first.
 func TestDirectShutdown(t *testing.T) {
@@ -609,14 +632,8 @@ func TestDirectShutdown(t *testing.T) {
 	w := newDirectWorld(t, nil, up.URL)
 	t.Cleanup(release) // before the world's cleanup waits for its connections
 
-	idle, idleBR := dialRaw(t, w.addr)
-	send(t, idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
-	if _, body := readResp(t, idleBR, "GET"); body != "done /fast" {
-		t.Fatalf("got %q", body)
-	}
-	busy, busyBR := dialRaw(t, w.addr)
-	send(t, busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
-	<-started
+	idleBR := keptAlive(t, w.addr, "GET", "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	busyBR := waitingForSlow(t, w.addr, started)
 
 	shut := make(chan error, 1)
 	go func() {
@@ -652,20 +669,13 @@ func TestStopKeepAlives(t *testing.T) {
 	w := newDirectWorld(t, counting(&viaNetHTTP), up.URL)
 	t.Cleanup(release)
 
-	idle, idleBR := dialRaw(t, w.addr)
-	send(t, idle, "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
-	if _, body := readResp(t, idleBR, "GET"); body != "done /fast" {
-		t.Fatalf("got %q", body)
-	}
+	idleBR := keptAlive(t, w.addr, "GET", "GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
 	// A chunked request moves its connection to net/http for good.
-	idleNH, idleNHBR := dialRaw(t, w.addr)
-	send(t, idleNH, "POST /fast HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-	if _, body := readResp(t, idleNHBR, "POST"); body != "done /fast" || viaNetHTTP.Load() != 1 {
-		t.Fatalf("got %q, %d request(s) through net/http; want 1", body, viaNetHTTP.Load())
+	idleNHBR := keptAlive(t, w.addr, "POST", "POST /fast HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	if n := viaNetHTTP.Load(); n != 1 {
+		t.Fatalf("%d request(s) through net/http; want 1", n)
 	}
-	busy, busyBR := dialRaw(t, w.addr)
-	send(t, busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
-	<-started
+	busyBR := waitingForSlow(t, w.addr, started)
 
 	w.srv.StopKeepAlives()
 	for name, br := range map[string]*bufio.Reader{"direct path": idleBR, "net/http": idleNHBR} {
@@ -698,9 +708,7 @@ func TestDirectShutdownDeadline(t *testing.T) {
 	up, started, release := slowBackend(t)
 	w := newDirectWorld(t, nil, up.URL)
 	t.Cleanup(release)
-	busy, busyBR := dialRaw(t, w.addr)
-	send(t, busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
-	<-started
+	busyBR := waitingForSlow(t, w.addr, started)
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)

@@ -21,23 +21,13 @@ import (
 // retired must still get its response.
 func TestE2EOpsReloadKeepsNewHTTPConnections(t *testing.T) {
 	one, two := startOpsWeb(t, "one", nil, nil), startOpsWeb(t, "two", nil, nil)
-	admin := closedPort(t)
 	config := func(version int) string {
 		to := one.URL
 		if version%2 == 1 {
 			to = two.URL
 		}
-		return fmt.Sprintf(`# version %d
-listen: ["127.0.0.1:0"]
-sniff_timeout: 10s   # no silent clients here: only a guard
-admin: {listen: %q}
-shutdown_grace: 1m
-log: {level: info, format: json}
-routes:
-  - name: web
-    match: {protocol: http}
-    to: %s
-`, version, admin, to)
+		// sniff_timeout: no silent clients here, only a guard.
+		return webReloadConfig(version, "sniff_timeout: 10s\nshutdown_grace: 1m\n", to)
 	}
 	pm := startOpsPM(t, config(0))
 
@@ -122,16 +112,7 @@ routes:
 func TestE2EOpsReloadEndsKeepAlive(t *testing.T) {
 	one, two := startOpsWeb(t, "one", nil, nil), startOpsWeb(t, "two", nil, nil)
 	config := func(version int, to string) string {
-		return fmt.Sprintf(`# version %d
-listen: ["127.0.0.1:0"]
-handshake_timeout: 30s
-admin: {listen: %s}
-log: {level: info, format: json}
-routes:
-  - name: web
-    match: {protocol: http}
-    to: %s
-`, version, adminListen, to)
+		return webReloadConfig(version, "handshake_timeout: 30s\n", to)
 	}
 	pm := startOpsPM(t, config(0, one.URL))
 	type kept struct {
@@ -181,4 +162,19 @@ routes:
 	if id, err := opsGetID(hc); err != nil || id != two.ID {
 		t.Errorf("keep-alive client after the reload: %q, %v; want the new route's %q", id, err, two.ID)
 	}
+}
+
+// webReloadConfig is a config of these reload tests: one loopback
+// listener, the top-level settings extra, one HTTP route to to; version
+// goes in a comment, so that every config (and its hash) differs.
+func webReloadConfig(version int, extra, to string) string {
+	return fmt.Sprintf(`# version %d
+listen: ["127.0.0.1:0"]
+admin: {listen: %s}
+log: {level: info, format: json}
+%sroutes:
+  - name: web
+    match: {protocol: http}
+    to: %s
+`, version, adminListen, extra, to)
 }
