@@ -309,10 +309,6 @@ func (g *generation) tcpHandler(r config.Route) mux.Handler {
 	return t
 }
 
-// retire releases the generation once no new connection uses it: its HTTP
-// servers stop gracefully (idle keep-alive connections close, requests in
-// flight finish until ctx ends), health checks stop, idle upstream
-// connections close.
 // stopKeepAlives ends HTTP/1 keep-alive on g's servers once a newer
 // generation routes: their idle client connections close now, so those
 // clients' next requests take the new routes instead of g's until retire.
@@ -322,6 +318,10 @@ func (g *generation) stopKeepAlives() {
 	}
 }
 
+// retire releases the generation once no new connection uses it: its HTTP
+// servers stop gracefully (idle keep-alive connections close, requests in
+// flight finish until ctx ends), health checks stop, idle upstream
+// connections close.
 func (g *generation) retire(ctx context.Context) {
 	g.cancel()
 	done := make(chan struct{})
