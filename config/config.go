@@ -7,7 +7,8 @@
 // one line each, in an [*Error].
 //
 // The package is a leaf: it does no networking and no logging. Validate reads
-// one file, tls.trusted_roots, because its content is configuration.
+// the files the config names (tls.trusted_roots and each route's
+// upstream_tls files), because their content is configuration.
 //
 // Typical usage:
 //

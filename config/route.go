@@ -90,6 +90,12 @@ type Route struct {
 	// effective settings. HTTP routes only.
 	Passive *PassiveHealth `koanf:"passive_health"`
 
+	// UpstreamTLS configures how the route's https:// upstreams are
+	// verified and what client certificate they are shown; nil means
+	// verify against the system roots, no client certificate. HTTP routes
+	// with at least one https:// target only.
+	UpstreamTLS *UpstreamTLS `koanf:"upstream_tls"`
+
 	// SendProxy sends the backend a PROXY protocol header ("v1" or "v2")
 	// naming the real client, so SSH, FTP and other TCP backends can see
 	// it. Only with a host:port target (HTTP upstreams get
@@ -126,6 +132,33 @@ type HealthCheck struct {
 	// Status is the expected response status. Default
 	// [DefaultHealthStatus]; must be in [100, 599].
 	Status int `koanf:"status"`
+}
+
+// UpstreamTLS is the TLS client side of an HTTP route towards its https://
+// upstreams, as nginx's proxy_ssl_* directives and Caddy's transport tls_*
+// options.
+type UpstreamTLS struct {
+	// CA is the path of a PEM file of the roots that upstream
+	// certificates must chain to, instead of the system roots (a private
+	// or self-signed CA). If set, the file must exist and hold at least
+	// one CERTIFICATE block; Validate reads it.
+	CA string `koanf:"ca"`
+
+	// ServerName is the name sent as SNI and verified in the upstream's
+	// certificate; empty means each upstream URL's host. A DNS name or an
+	// IP address, without wildcard.
+	ServerName string `koanf:"server_name"`
+
+	// InsecureSkipVerify accepts any upstream certificate: the connection
+	// is encrypted but the upstream is not authenticated. Not together
+	// with CA.
+	InsecureSkipVerify bool `koanf:"insecure_skip_verify"`
+
+	// Cert and Key are the paths of a PEM certificate (chain) and its
+	// private key, shown to upstreams that ask for a client certificate
+	// (mutual TLS). Both or neither; Validate loads them.
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
 }
 
 // PassiveHealth configures passive health checks: an upstream that fails

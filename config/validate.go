@@ -13,8 +13,8 @@ var (
 )
 
 // Validate checks every constraint of c and returns an *Error listing all
-// problems, or nil. It does not modify c; it reads the file named by
-// tls.trusted_roots. SNI and Host entries are checked case-insensitively;
+// problems, or nil. It does not modify c; it reads the files named by
+// tls.trusted_roots and the routes' upstream_tls sections. SNI and Host entries are checked case-insensitively;
 // Load and Parse store them lowercased. The defaults of optional sections
 // (health_check, passive_health, tls.on_demand) are filled in by Load and
 // Parse only: a Config built in code must spell them out.

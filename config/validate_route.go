@@ -194,6 +194,7 @@ func (r *Route) checkNotHTTP(p *problems, path string) {
 		{"response_header_timeout", r.ResponseHeaderTimeout != nil},
 		{"health_check", r.HealthCheck != nil},
 		{"passive_health", r.Passive != nil},
+		{"upstream_tls", r.UpstreamTLS != nil},
 	} {
 		if k.set {
 			p.add(path+"."+k.key, "only allowed with an http:// target")
@@ -228,6 +229,9 @@ func (r *Route) checkHTTP(p *problems, path string) {
 		if hc.Status < 100 || hc.Status > 599 {
 			p.add(hpath+".status", "must be between 100 and 599, got %d", hc.Status)
 		}
+	}
+	if r.UpstreamTLS != nil {
+		r.checkUpstreamTLS(p, path+".upstream_tls")
 	}
 	if ph := r.Passive; ph != nil {
 		if ph.MaxFails < 1 {

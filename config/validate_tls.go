@@ -133,12 +133,8 @@ func checkStorage(s string) error {
 // checkRoots checks that the file at path is a regular file of PEM blocks
 // with at least one certificate, and that every certificate parses.
 func checkRoots(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("cannot read %q: %v", path, unwrapPath(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%q is not a regular file", path)
+	if err := checkRegularFile(path); err != nil {
+		return err
 	}
 	// The size is read through a limit rather than from fi: files such as
 	// those in /proc report 0.
@@ -170,6 +166,19 @@ func checkRoots(path string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("no PEM CERTIFICATE block in %q", path)
+	}
+	return nil
+}
+
+// checkRegularFile checks that path names a regular file, as a file of
+// PEM blocks must be.
+func checkRegularFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %q: %v", path, unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%q is not a regular file", path)
 	}
 	return nil
 }
