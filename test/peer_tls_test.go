@@ -19,8 +19,15 @@ import (
 	"time"
 )
 
-// selfSigned returns a self-signed ECDSA certificate for the DNS name.
+// selfSigned returns a self-signed ECDSA server certificate for the DNS name.
 func selfSigned(t testing.TB, name string) (tls.Certificate, *x509.Certificate) {
+	t.Helper()
+	return selfSignedFor(t, name, x509.ExtKeyUsageServerAuth)
+}
+
+// selfSignedFor returns a self-signed ECDSA certificate for the DNS name, for
+// usage (a server's or a client's).
+func selfSignedFor(t testing.TB, name string, usage x509.ExtKeyUsage) (tls.Certificate, *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -37,7 +44,7 @@ func selfSigned(t testing.TB, name string) (tls.Certificate, *x509.Certificate) 
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}

@@ -96,6 +96,10 @@ func configHash(raw []byte) string {
 func (a *app) start(cfg *config.Config, hash string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	clientTLS, err := a.upstreamTLS(cfg)
+	if err != nil {
+		return err
+	}
 	opened, err := openListeners(cfg.Listen, nil)
 	if err != nil {
 		return err
@@ -118,7 +122,7 @@ func (a *app) start(cfg *config.Config, hash string) error {
 		}
 		return err
 	}
-	g := a.buildGeneration(cfg, hash, certs)
+	g := a.buildGeneration(cfg, hash, certs, clientTLS)
 	a.gen.Store(g)
 	a.srv = mux.NewServer(g.table, mux.Options{
 		SniffTimeout:     cfg.SniffTimeout,
@@ -206,6 +210,10 @@ func (a *app) reloadLocked() error {
 	if err != nil {
 		return err
 	}
+	clientTLS, err := a.upstreamTLS(cfg)
+	if err != nil {
+		return err
+	}
 	a.warnRestartOnly(old.cfg, cfg)
 	opened, err := openListeners(cfg.Listen, a.listeners)
 	if err != nil {
@@ -216,7 +224,7 @@ func (a *app) reloadLocked() error {
 		closeAll(opened)
 		return err
 	}
-	g := a.buildGeneration(cfg, hash, certs)
+	g := a.buildGeneration(cfg, hash, certs, clientTLS)
 	a.srv.SetLimits(limits(cfg.Limits))
 	a.srv.SetProxyProtocol(proxyProtocol(cfg.ProxyProtocol))
 	a.srv.SetTable(g.table)

@@ -30,6 +30,7 @@ type generation struct {
 	ctx    context.Context  // ends health checks when retired
 	cancel context.CancelFunc
 
+	clientTLS  map[string]*tls.Config // upstream_tls by route name
 	servers    []*proxy.HTTPServer
 	transports []*http.Transport
 	proxies    []*proxy.HTTPProxy
@@ -37,9 +38,10 @@ type generation struct {
 }
 
 // buildGeneration compiles cfg. certs is the certificate manager to use
-// (nil if no route terminates TLS).
-func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Manager) *generation {
-	g := &generation{cfg: cfg, hash: hash, certs: certs, app: a}
+// (nil if no route terminates TLS), clientTLS the routes' upstream TLS
+// configs (from app.upstreamTLS).
+func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Manager, clientTLS map[string]*tls.Config) *generation {
+	g := &generation{cfg: cfg, hash: hash, certs: certs, clientTLS: clientTLS, app: a}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	var tlsConf *tls.Config
 	if certs != nil {
@@ -266,6 +268,10 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 		// Content coding is between client and upstream: by default the
 		// Transport asks for gzip when the client did not and decodes it.
 		DisableCompression: true,
+		// nil (system roots) without upstream_tls. Setting it does not
+		// turn on HTTP/2 to upstreams: the custom dialer already keeps
+		// the Transport on HTTP/1.1.
+		TLSClientConfig: g.clientTLS[r.Name],
 	}
 	g.transports = append(g.transports, tr)
 	p := proxy.NewHTTPProxy(r.Name, pool, tr, g.app.logger)
