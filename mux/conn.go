@@ -22,7 +22,7 @@ type Info struct {
 	// host conditions pass there and each request is routed on its own.
 	hostKnown bool
 	// Path is the path of the first HTTP/1 request (from its request line),
-	// empty when unknown.
+	// decoded and resolved as routingPath says; empty when unknown.
 	Path string
 	// Client is the client's address.
 	Client netip.AddrPort

@@ -80,7 +80,7 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	case route == nil:
 		raw.Close()
 		*res = Result{Outcome: outcome, Up: int64(len(prefix))}
-	case !route.Admits(info.Client.Addr()):
+	case route.refuses(info.Client.Addr()):
 		raw.Close()
 		*res = Result{Outcome: OutcomeDenied, Up: int64(len(prefix))}
 	case raw.SetReadDeadline(time.Time{}) != nil:
@@ -176,7 +176,7 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 			return prefix, ""
 		}
 		if t.needPath {
-			info.Path = requestPath(prefix)
+			info.Path = routingPath(requestPath(prefix), true)
 		}
 		if !t.needHost {
 			return prefix, ""

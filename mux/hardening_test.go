@@ -271,6 +271,21 @@ func TestRouteAllowDeny(t *testing.T) {
 	}
 }
 
+// A PerRequest route leaves its allow and deny to each request (its
+// handler routes them again): the connection is handed over, not closed,
+// even though the route refuses the client.
+func TestRouteAllowDenyPerRequest(t *testing.T) {
+	routes := allRoutes()
+	routes[2].Deny = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // api
+	routes[2].PerRequest = true
+	w, _ := limitedWorld(t, Options{}, routes...)
+	c := w.dialFrom("127.0.0.1")
+	c.Write([]byte("GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n"))
+	if line, err := readLine(c); line != "hello:api" {
+		t.Errorf("got %q, %v; want the api route's handler", line, err)
+	}
+}
+
 // countingListener counts Accept calls.
 type countingListener struct {
 	net.Listener

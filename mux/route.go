@@ -53,6 +53,20 @@ type Route struct {
 	// takes but refuses (in Deny, or Allow set and it is not in it) is
 	// closed, not passed on to a later route. Deny wins.
 	Allow, Deny []netip.Prefix
+	// PerRequest marks a route whose Handler routes each HTTP request again
+	// with the same table and applies Allow and Deny to it (an in-process
+	// HTTP server). The connection-level match of such a route is only the
+	// first request's, or, over HTTP/2, one that skipped the Host and path
+	// conditions, so the connection is not refused by its Allow and Deny:
+	// a client denied /admin would otherwise lose every other path on its
+	// HTTP/2 connection.
+	PerRequest bool
+}
+
+// refuses reports whether a connection from client taken by r is closed by
+// r's access control at connection level.
+func (r *Route) refuses(client netip.Addr) bool {
+	return !r.PerRequest && !r.Admits(client)
 }
 
 // Admits reports whether the route's allow and deny lists let client in.
@@ -135,9 +149,10 @@ func (t *Table) LookupRequest(r *http.Request) *Route {
 }
 
 // LookupHTTP is LookupRequest for a request known by its Host header (as
-// sent), decoded path, client and TLS connection (nil on plain HTTP).
+// sent), decoded path, client and TLS connection (nil on plain HTTP). Path
+// conditions see the path with its dot segments resolved (routingPath).
 func (t *Table) LookupHTTP(host, path string, client netip.AddrPort, state *tls.ConnectionState) *Route {
-	info := Info{Protocol: HTTP, Host: normalizeHost(host), hostKnown: true, Path: path, Client: client, Terminated: state != nil}
+	info := Info{Protocol: HTTP, Host: normalizeHost(host), hostKnown: true, Path: routingPath(path, false), Client: client, Terminated: state != nil}
 	if state != nil {
 		info.SNI = state.ServerName
 		info.NegotiatedProtocol = state.NegotiatedProtocol

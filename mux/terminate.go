@@ -61,7 +61,7 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 		tc.Close()
 		return wire(Result{Outcome: OutcomeNoRoute}), nil, &inner
 	}
-	if !r.Admits(inner.Client.Addr()) {
+	if r.refuses(inner.Client.Addr()) {
 		tc.Close()
 		return wire(Result{Outcome: OutcomeDenied}), r, &inner
 	}

@@ -74,7 +74,7 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 			route.Terminate = tlsConf
 			route.Inner = g.innerTable(r)
 		case r.IsHTTP():
-			route.Handler = plainHandoff
+			route.Handler, route.PerRequest = plainHandoff, true
 			l7[r.Name] = g.httpHandler(r)
 		default:
 			route.Handler = g.tcpHandler(r)
@@ -113,7 +113,7 @@ func (g *generation) innerTable(r config.Route) *mux.Table {
 		route := compileRoute(r)
 		route.Match = m
 		if r.IsHTTP() {
-			route.Handler = handoff
+			route.Handler, route.PerRequest = handoff, true
 			l7[r.Name] = g.httpHandler(r)
 		} else {
 			route.Handler = g.tcpHandler(r)
@@ -219,7 +219,10 @@ func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route := h.table.LookupRequest(r); route != nil {
 		if hh := h.handlers[route.Name]; hh != nil {
-			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && !route.Admits(ap.Addr().Unmap()) {
+			// An address that does not parse is refused by any list
+			// (Admits fails closed).
+			ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+			if !route.Admits(ap.Addr().Unmap()) {
 				proxy.Forbidden(w, r, route.Name, h.logger)
 				return
 			}

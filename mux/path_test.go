@@ -1,0 +1,71 @@
+package mux
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestRoutingPath(t *testing.T) {
+	tests := []struct {
+		in      string
+		escaped bool
+		want    string
+	}{
+		{"/admin/", false, "/admin/"},
+		{"/x/../admin/", false, "/admin/"},
+		{"//admin/", false, "/admin/"},
+		{"/./admin", false, "/admin"},
+		{"/admin/./x/", false, "/admin/x/"},
+		{"/a/b/..", false, "/a/"},
+		{"/a/.", false, "/a/"},
+		{"/..", false, "/"},
+		{"/../../etc", false, "/etc"},
+		{"/.well-known/acme-challenge/t", false, "/.well-known/acme-challenge/t"},
+		{"/a..b/c.", false, "/a..b/c."},
+		// Escaped (a request line): decoded first, so encoded dots and
+		// slashes resolve as the upstream would read them.
+		{"/%61dmin/", true, "/admin/"},
+		{"/x/%2e%2e/admin", true, "/admin"},
+		{"/x/..%2fadmin/", true, "/admin/"},
+		{"/x/%2E%2E%2Fadmin", true, "/admin"},
+		{"/bad%zz/../admin", true, "/admin"}, // not decodable: resolved as is
+		// Decoded already (net/http's URL.Path): a "%" is a character.
+		{"/100%25/x", false, "/100%25/x"},
+		{"", false, ""},
+		{"*", false, "*"},
+	}
+	for _, tt := range tests {
+		if got := routingPath(tt.in, tt.escaped); got != tt.want {
+			t.Errorf("routingPath(%q, %v): got %q; want %q", tt.in, tt.escaped, got, tt.want)
+		}
+	}
+}
+
+// Paths with nothing to resolve, the common case, cost nothing per request.
+func TestRoutingPathAllocations(t *testing.T) {
+	for _, p := range []string{"/api/v1/users", "/.well-known/acme-challenge/t", "/static/"} {
+		if n := testing.AllocsPerRun(100, func() { routingPath(p, true) }); n != 0 {
+			t.Errorf("routingPath(%q): %v allocations; want 0", p, n)
+		}
+	}
+}
+
+// A route that refuses a client on /admin cannot be passed by a path that
+// an upstream resolves to /admin: such a path is routed as /admin.
+func TestLookupHTTPDotSegments(t *testing.T) {
+	table := NewTable([]Route{
+		{Name: "admin", Match: Match{Protocols: []Protocol{HTTP}, Path: []string{"/admin"}}},
+		{Name: "web", Match: Match{Protocols: []Protocol{HTTP}}},
+	})
+	client := netip.MustParseAddrPort("192.0.2.1:1234")
+	for _, p := range []string{"/admin/", "/x/../admin/", "//admin/x", "/./admin", "/admin/../admin/x"} {
+		if got := routeName(table.LookupHTTP("a.test", p, client, nil)); got != "admin" {
+			t.Errorf("LookupHTTP(%q): route %q; want admin", p, got)
+		}
+	}
+	for _, p := range []string{"/admin/../x", "/x/admin", "/adminx"} {
+		if got := routeName(table.LookupHTTP("a.test", p, client, nil)); got != "web" {
+			t.Errorf("LookupHTTP(%q): route %q; want web", p, got)
+		}
+	}
+}
