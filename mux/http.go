@@ -147,7 +147,10 @@ func findHost(b []byte) (string, hostResult) {
 }
 
 // normalizeHost lowercases a Host value and strips its port, keeping IPv6
-// literals' brackets out. A host already in lower case is returned as a
+// literals' brackets out, and the trailing dot of a fully qualified name:
+// upstreams such as nginx serve "admin.example." as "admin.example", so a
+// route for the latter must take it too, or its access rules could be
+// passed by adding a dot. A host already in lower case is returned as a
 // substring of h: every HTTP/2 request is routed through here, and most
 // hosts are sent in lower case (allocations measured per request).
 func normalizeHost(h string) string {
@@ -160,7 +163,7 @@ func normalizeHost(h string) string {
 	if i := strings.LastIndexByte(h, ':'); i >= 0 {
 		h = h[:i]
 	}
-	return strings.ToLower(h)
+	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
 // requestPath returns the path of the request line at the start of b (the

@@ -87,6 +87,9 @@ func TestNormalizeHostAllocations(t *testing.T) {
 		{"app.example.test:8443", "app.example.test", 0},
 		{"[2001:db8::1]:443", "2001:db8::1", 0},
 		{"App.Example.TEST", "app.example.test", 1},
+		// A fully qualified name is the same host (nginx serves it so).
+		{"app.example.test.", "app.example.test", 0},
+		{"App.Example.TEST.:80", "app.example.test", 1},
 	} {
 		var got string
 		if n := testing.AllocsPerRun(100, func() { got = normalizeHost(tt.in) }); n != tt.allocs || got != tt.want {

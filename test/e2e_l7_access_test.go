@@ -143,3 +143,55 @@ func TestE2EL7PathAccess(t *testing.T) {
 		t.Errorf("the admin upstream got %d requests; want none", n)
 	}
 }
+
+// TestE2EL7HostTrailingDot: a Host with the trailing dot of a fully qualified
+// name is the same host (nginx serves "admin.test." as admin.test), so the
+// route for admin.test takes it and its deny applies: 403 on HTTP/1.1 as
+// first or later request, and over h2c.
+func TestE2EL7HostTrailingDot(t *testing.T) {
+	admin := startL7Backend(t, "admin")
+	web := startL7Backend(t, "web")
+	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+  - name: admin
+    match: {protocol: http, host: [admin.test]}
+    deny: [127.0.0.0/8]
+    to: http://%s
+  - name: web
+    match: {protocol: http}
+    to: http://%s
+`, admin.Addr(), web.Addr()))
+	hosts := []string{"admin.test.", "ADMIN.test.:80"}
+
+	c, err := dialTCP(pm.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	for _, h := range append(hosts, "web.test", "admin.test.") {
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", h)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("Host %s: %v", h, err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: http.StatusOK, false: http.StatusForbidden}[h == "web.test"]; resp.StatusCode != want {
+			t.Errorf("Host %s: %s; want %d", h, resp.Status, want)
+		}
+	}
+
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	hc := newL7Client(t, pm.Addr(), "")
+	hc.Tr.Protocols = &protos
+	for _, h := range hosts {
+		resp, body, err := hc.do(http.MethodGet, "http://"+h+"/", "", nil, nil)
+		if err != nil || resp.StatusCode != http.StatusForbidden || resp.ProtoMajor != 2 {
+			t.Errorf("h2c :authority %s: %v %q, %v; want HTTP/2 403", h, resp, body, err)
+		}
+	}
+	if n := admin.Hits(); n != 0 {
+		t.Errorf("the admin upstream got %d requests; want none", n)
+	}
+}
