@@ -137,8 +137,11 @@ const (
 	DefaultAdminListen = "127.0.0.1:9090"
 	// DefaultCA is the default of tls.ca.
 	DefaultCA = CAInternal
-	// DefaultMaxHeaderBytes is the default of http.max_header_bytes.
-	DefaultMaxHeaderBytes = 1 << 20
+	// DefaultMaxHeaderBytes is the default of http.max_header_bytes: 64 KiB,
+	// ample for large cookies and tokens, while an edge bounds what each
+	// slow client can make it hold (nginx allows 32 KiB, Envoy 60 KiB;
+	// Go's own default of 1 MiB is a server's, not an edge's).
+	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultReadHeaderTimeout is the default of http.read_header_timeout.
 	DefaultReadHeaderTimeout = 10 * time.Second
 	// DefaultHTTPIdleTimeout is the default of http.idle_timeout.

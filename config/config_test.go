@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 		Admin:            Admin{Listen: "127.0.0.1:9090"},
 		TLS:              TLS{CA: "internal"},
 		HTTP: HTTP{
-			MaxHeaderBytes:        1 << 20,
+			MaxHeaderBytes:        64 << 10,
 			ReadHeaderTimeout:     10 * time.Second,
 			IdleTimeout:           time.Minute,
 			ResponseHeaderTimeout: time.Minute,

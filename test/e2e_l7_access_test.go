@@ -1,9 +1,7 @@
 package test
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -51,21 +49,11 @@ func TestE2EL7PathAccess(t *testing.T) {
     routes:` + routes("app-", "      ") + routes("", "  ") + "\n"
 	pm := startPortmux(t, yaml)
 
-	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
-		t.Helper()
-		c, err := dialTCP(pm.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		return c, bufio.NewReader(c)
-	}
 	refused := append([]string{"/admin/"}, dotSegmentPaths...)
 
 	t.Run("first request", func(t *testing.T) {
 		for _, p := range refused {
-			c, br := dial(t)
+			c, br := rawDial(t, pm.Addr())
 			if resp := rawGet(t, c, br, "a.test", p); resp.StatusCode != http.StatusForbidden {
 				t.Errorf("GET %s: %s; want 403", p, resp.Status)
 			}
@@ -75,7 +63,7 @@ func TestE2EL7PathAccess(t *testing.T) {
 		}
 	})
 	t.Run("keep-alive", func(t *testing.T) {
-		c, br := dial(t)
+		c, br := rawDial(t, pm.Addr())
 		if resp := rawGet(t, c, br, "a.test", "/index.html"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /index.html: %s; want 200", resp.Status)
 		}
@@ -150,13 +138,7 @@ func TestE2EL7HostTrailingDot(t *testing.T) {
 `, admin.Addr(), web.Addr()))
 	hosts := []string{"admin.test.", "ADMIN.test.:80"}
 
-	c, err := dialTCP(pm.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
+	c, br := rawDial(t, pm.Addr())
 	for _, h := range append(hosts, "web.test", "admin.test.") {
 		want := http.StatusForbidden
 		if h == "web.test" {
@@ -180,19 +162,4 @@ func TestE2EL7HostTrailingDot(t *testing.T) {
 	if n := admin.Hits(); n != 0 {
 		t.Errorf("the admin upstream got %d requests; want none", n)
 	}
-}
-
-// rawGet sends GET path with Host host on c, as written (no normalisation by
-// a client library), and reads the response from br, body discarded.
-func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, host, path string) *http.Response {
-	t.Helper()
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host); err != nil {
-		t.Fatalf("GET %s (Host %s): %v", path, host, err)
-	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("GET %s (Host %s): reading the response: %v", path, host, err)
-	}
-	resp.Body.Close()
-	return resp
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -259,4 +261,70 @@ loop:
 	}
 	cl := pm.WaitLog(t, connOf(local), 10*time.Second)
 	t.Logf("slow client: got %q; connection line: %s", res.data, cl.Raw)
+}
+
+// TestE2EL7HeaderLimit: http.max_header_bytes at its default (64 KiB). A
+// request with a 32 KiB header field is proxied whole; one with 100 KiB is
+// answered 431 without reaching the upstream, as a connection's first
+// request and after one on a keep-alive connection. HTTP/2 clients are told
+// the limit: Go's refuses to send the large request, and sends the other.
+func TestE2EL7HeaderLimit(t *testing.T) {
+	backend := startL7Backend(t, "web")
+	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+  - name: web
+    match: {protocol: http}
+    to: http://%s
+`, backend.Addr()))
+	ok, big := strings.Repeat("a", 32<<10), strings.Repeat("b", 100<<10)
+
+	get := func(t *testing.T, c net.Conn, br *bufio.Reader, path, value string) int {
+		t.Helper()
+		return rawGet(t, c, br, "web.test", path, "X-Large: "+value).StatusCode
+	}
+	t.Run("first request", func(t *testing.T) {
+		c, br := rawDial(t, pm.Addr())
+		if got := get(t, c, br, "/big-first", big); got != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("100 KiB header: %d; want 431", got)
+		}
+		c, br = rawDial(t, pm.Addr())
+		if got := get(t, c, br, "/ok-first", ok); got != http.StatusOK {
+			t.Errorf("32 KiB header: %d; want 200", got)
+		}
+	})
+	t.Run("keep-alive", func(t *testing.T) {
+		c, br := rawDial(t, pm.Addr())
+		if got := get(t, c, br, "/small", "x"); got != http.StatusOK {
+			t.Fatalf("small request: %d; want 200", got)
+		}
+		if got := get(t, c, br, "/ok-second", ok); got != http.StatusOK {
+			t.Errorf("32 KiB header: %d; want 200", got)
+		}
+		if got := get(t, c, br, "/big-second", big); got != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("100 KiB header: %d; want 431", got)
+		}
+	})
+	t.Run("h2c", func(t *testing.T) {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		hc := newL7Client(t, pm.Addr(), "")
+		hc.Tr.Protocols = &protos
+		// The first request lets the client learn the server's SETTINGS.
+		resp, _, err := hc.do(http.MethodGet, "http://web.test/ok-h2", "", http.Header{"X-Large": {ok}}, nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("32 KiB header over h2c: %v, %v; want 200", resp, err)
+		}
+		if _, _, err := hc.do(http.MethodGet, "http://web.test/big-h2", "", http.Header{"X-Large": {big}}, nil); err == nil ||
+			!strings.Contains(err.Error(), "advertised limit") {
+			t.Errorf("100 KiB header over h2c: %v; want the client to refuse it for the advertised limit", err)
+		}
+	})
+
+	for _, s := range backend.Seen() {
+		if strings.HasPrefix(s.Path, "/big") {
+			t.Errorf("the upstream got %s", s.Path)
+		}
+		if strings.HasPrefix(s.Path, "/ok") && s.Header.Get("X-Large") != ok {
+			t.Errorf("%s: the upstream got X-Large of %d bytes; want %d", s.Path, len(s.Header.Get("X-Large")), len(ok))
+		}
+	}
 }

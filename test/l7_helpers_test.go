@@ -5,6 +5,7 @@ package test
 // log matchers for the per-request "request" lines.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -335,4 +336,37 @@ func joinComma(v []string) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// rawDial opens a connection to addr for rawGet, closed when the test ends,
+// with a hang guard of 30s on everything it does.
+func rawDial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := dialTCP(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// rawGet sends GET path with Host host and the header lines on c, as
+// written (no normalisation by a client library), and reads the response
+// from br, body discarded.
+func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, host, path string, header ...string) *http.Response {
+	t.Helper()
+	var extra strings.Builder
+	for _, h := range header {
+		extra.WriteString(h + "\r\n")
+	}
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host, extra.String()); err != nil {
+		t.Fatalf("GET %s (Host %s): %v", path, host, err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("GET %s (Host %s): reading the response: %v", path, host, err)
+	}
+	resp.Body.Close()
+	return resp
 }
