@@ -1,6 +1,9 @@
 package config
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // sectionDefaults fills the defaults of optional sections into raw, the
 // merged layers before decoding. Such a section (a route's health_check or
@@ -26,7 +29,7 @@ func routeDefaults(routes any) {
 		}
 		fill(m["health_check"], map[string]any{
 			"interval": DefaultHealthInterval,
-			"timeout":  DefaultHealthTimeout,
+			"timeout":  healthTimeout(m["health_check"]),
 			"status":   DefaultHealthStatus,
 		})
 		fill(m["passive_health"], map[string]any{
@@ -35,6 +38,19 @@ func routeDefaults(routes any) {
 		})
 		routeDefaults(m["routes"])
 	}
+}
+
+// healthTimeout is the default timeout of a health_check section:
+// DefaultHealthTimeout, or half the written interval if that is shorter,
+// so that "interval: 1s" alone is valid. A value the decoder will refuse
+// is left to it.
+func healthTimeout(section any) any {
+	m, _ := section.(map[string]any)
+	s, _ := m["interval"].(string)
+	if d, err := time.ParseDuration(s); err == nil && d > 0 && d/2 < DefaultHealthTimeout {
+		return d / 2
+	}
+	return DefaultHealthTimeout
 }
 
 // fill sets the keys of defs that section lacks, if section is a mapping.

@@ -125,7 +125,8 @@ type HealthCheck struct {
 	// [DefaultHealthInterval]; must be > 0.
 	Interval time.Duration `koanf:"interval"`
 
-	// Timeout bounds one check. Default [DefaultHealthTimeout]; must be
+	// Timeout bounds one check. Default [DefaultHealthTimeout], or half of
+	// a written Interval if that is shorter; must be
 	// > 0 and less than Interval.
 	Timeout time.Duration `koanf:"timeout"`
 

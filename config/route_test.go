@@ -134,8 +134,8 @@ func TestRouteProblems(t *testing.T) {
 			`config: routes[0].health_check.path: must start with "/", got "healthz"`},
 		{"health check zero interval", withRoutes("", httpRoute+", health_check: {path: /, interval: 0s}}"),
 			`config: routes[0].health_check.interval: must be greater than 0, got 0s`},
-		{"health check timeout not below interval", withRoutes("", httpRoute+", health_check: {path: /, interval: 1s}}"),
-			`config: routes[0].health_check.timeout: must be less than interval (1s), got 2s`},
+		{"health check timeout not below interval", withRoutes("", httpRoute+", health_check: {path: /, interval: 1s, timeout: 1s}}"),
+			`config: routes[0].health_check.timeout: must be less than interval (1s), got 1s`},
 		{"health check zero timeout", withRoutes("", httpRoute+", health_check: {path: /, timeout: 0s}}"),
 			`config: routes[0].health_check.timeout: must be greater than 0, got 0s`},
 		{"health check status", withRoutes("", httpRoute+", health_check: {path: /, status: 600}}"),
@@ -259,11 +259,13 @@ func TestSectionDefaults(t *testing.T) {
 		httpRoute+", health_check: {path: /h}, passive_health: {cooldown: 1m}}",
 		httpRoute[:len("{name: ")]+"h2"+httpRoute[len("{name: h"):]+"}",
 		term("t", "", "{name: n, match: {protocol: http}, to: 'http://x', health_check: {path: /, interval: 30s}, passive_health: {max_fails: 1}}"),
+		// An interval below twice the default timeout halves it.
+		"{name: short, match: {protocol: http}, to: 'http://x', health_check: {path: /, interval: 1s}}",
 	))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r0, r1, n := c.Routes[0], c.Routes[1], c.Routes[2].Routes[0]
+	r0, r1, n, short := c.Routes[0], c.Routes[1], c.Routes[2].Routes[0], c.Routes[3]
 	for _, tt := range []struct{ got, want any }{
 		{c.TLS.OnDemand.RateWindow, time.Minute},
 		{*r0.HealthCheck, HealthCheck{Path: "/h", Interval: 10 * time.Second, Timeout: 2 * time.Second, Status: 200}},
@@ -273,6 +275,7 @@ func TestSectionDefaults(t *testing.T) {
 		{r1.PassiveHealth(), PassiveHealth{MaxFails: 3, Cooldown: 10 * time.Second}},
 		{*n.HealthCheck, HealthCheck{Path: "/", Interval: 30 * time.Second, Timeout: 2 * time.Second, Status: 200}},
 		{n.PassiveHealth(), PassiveHealth{MaxFails: 1, Cooldown: 10 * time.Second}},
+		{*short.HealthCheck, HealthCheck{Path: "/", Interval: time.Second, Timeout: 500 * time.Millisecond, Status: 200}},
 	} {
 		if fmt.Sprint(tt.got) != fmt.Sprint(tt.want) {
 			t.Errorf("got %+v; want %+v", tt.got, tt.want)
