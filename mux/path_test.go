@@ -2,6 +2,8 @@ package mux
 
 import (
 	"net/netip"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -68,4 +70,38 @@ func TestLookupHTTPDotSegments(t *testing.T) {
 			t.Errorf("LookupHTTP(%q): route %q; want web", p, got)
 		}
 	}
+}
+
+// FuzzRoutingPath: what routingPath gives a rooted path is rooted, has no
+// empty, "." or ".." segment, keeps a final slash, and is its own routing
+// path; decoding first gives the same as routing the decoded path.
+func FuzzRoutingPath(f *testing.F) {
+	for _, s := range []string{"/", "/admin/", "/x/../admin/", "//a//b/", "/./a/.", "/%2e%2e/%2F/x", "/a/b/../../..", "/.well-known/x", "/%zz/../a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !strings.HasPrefix(p, "/") {
+			return
+		}
+		r := routingPath(p, false)
+		if !strings.HasPrefix(r, "/") {
+			t.Fatalf("routingPath(%q) = %q: not rooted", p, r)
+		}
+		for i, seg := range strings.Split(strings.TrimSuffix(r[1:], "/"), "/") {
+			if r != "/" && (seg == "" || seg == "." || seg == "..") {
+				t.Fatalf("routingPath(%q) = %q: segment %d is %q", p, r, i, seg)
+			}
+		}
+		if strings.HasSuffix(p, "/") && !strings.HasSuffix(r, "/") {
+			t.Fatalf("routingPath(%q) = %q: lost the final slash", p, r)
+		}
+		if again := routingPath(r, false); again != r {
+			t.Fatalf("routingPath(%q) = %q, but routingPath of that is %q", p, r, again)
+		}
+		if d, err := url.PathUnescape(p); err == nil {
+			if got, want := routingPath(p, true), routingPath(d, false); got != want {
+				t.Fatalf("routingPath(%q, escaped) = %q; want %q, that of the decoded path", p, got, want)
+			}
+		}
+	})
 }
