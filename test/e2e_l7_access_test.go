@@ -103,10 +103,7 @@ func TestE2EL7PathAccess(t *testing.T) {
 		}
 	}
 	t.Run("h2c", func(t *testing.T) {
-		var protos http.Protocols
-		protos.SetUnencryptedHTTP2(true)
-		hc := newL7Client(t, pm.Addr(), "")
-		hc.Tr.Protocols = &protos
+		hc := newH2CClient(t, pm.Addr())
 		h2(t, hc, "http://a.test")
 	})
 	t.Run("h2 over TLS", func(t *testing.T) {
@@ -149,10 +146,7 @@ func TestE2EL7HostTrailingDot(t *testing.T) {
 		}
 	}
 
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	hc := newL7Client(t, pm.Addr(), "")
-	hc.Tr.Protocols = &protos
+	hc := newH2CClient(t, pm.Addr())
 	for _, h := range hosts {
 		resp, body, err := hc.do(http.MethodGet, "http://"+h+"/", "", nil, nil)
 		if err != nil || resp.StatusCode != http.StatusForbidden || resp.ProtoMajor != 2 {

@@ -304,10 +304,7 @@ func TestE2EL7HeaderLimit(t *testing.T) {
 		}
 	})
 	t.Run("h2c", func(t *testing.T) {
-		var protos http.Protocols
-		protos.SetUnencryptedHTTP2(true)
-		hc := newL7Client(t, pm.Addr(), "")
-		hc.Tr.Protocols = &protos
+		hc := newH2CClient(t, pm.Addr())
 		// The first request lets the client learn the server's SETTINGS.
 		resp, _, err := hc.do(http.MethodGet, "http://web.test/ok-h2", "", http.Header{"X-Large": {ok}}, nil)
 		if err != nil || resp.StatusCode != http.StatusOK {

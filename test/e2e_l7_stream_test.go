@@ -168,10 +168,7 @@ func TestE2EL7HTTP2(t *testing.T) {
 	})
 
 	t.Run("h2c prior knowledge", func(t *testing.T) {
-		var protos http.Protocols
-		protos.SetUnencryptedHTTP2(true) // only h2c: the preface is the first bytes
-		hc := newL7Client(t, pm.Addr(), "")
-		hc.Tr.Protocols = &protos
+		hc := newH2CClient(t, pm.Addr())
 		checkH2Multiplexed(t, pm, hc, "http://h2c.test/h2c/", "web",
 			map[string]string{"protocol": "http", "route": "web", "outcome": "ok"})
 	})

@@ -243,6 +243,14 @@ func newRecordingClient(t testing.TB, addr, localIP string, configure func(*http
 	return c
 }
 
+// newH2CClient returns a client to addr that speaks HTTP/2 with prior
+// knowledge (h2c): the connection preface is its first bytes.
+func newH2CClient(t testing.TB, addr string) *l7Client {
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	return newRecordingClient(t, addr, "", func(tr *http.Transport) { tr.Protocols = &protos })
+}
+
 // Locals returns the local addresses of the connections opened so far.
 func (c *l7Client) Locals() []string {
 	c.mu.Lock()
