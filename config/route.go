@@ -96,6 +96,12 @@ type Route struct {
 	// with at least one https:// target only.
 	UpstreamTLS *UpstreamTLS `koanf:"upstream_tls"`
 
+	// UpstreamHTTP2 speaks HTTP/2 to the upstreams instead of HTTP/1.1:
+	// with prior knowledge (h2c) to http:// ones, negotiated by ALPN over
+	// TLS to https:// ones. gRPC servers need it. HTTP routes with an
+	// http:// or https:// target only.
+	UpstreamHTTP2 bool `koanf:"upstream_http2"`
+
 	// SendProxy sends the backend a PROXY protocol header ("v1" or "v2")
 	// naming the real client, so SSH, FTP and other TCP backends can see
 	// it. Only with a host:port target (HTTP upstreams get

@@ -5,7 +5,7 @@ import "testing"
 // httpsRoute is a valid route to an https:// upstream; tests append keys.
 const httpsRoute = "{name: s, match: {protocol: http}, to: 'https://backend.internal:8443'"
 
-func TestUpstreamTLSProblems(t *testing.T) {
+func TestUpstreamProblems(t *testing.T) {
 	t.Parallel()
 	tests := []problemCase{
 		{"on a tcp route", withRoutes("", "{name: r, match: {protocol: any}, to: 'x:1', upstream_tls: {insecure_skip_verify: true}}"),
@@ -36,19 +36,27 @@ func TestUpstreamTLSProblems(t *testing.T) {
 			`config: routes[0].upstream_tls.cert: "testdata" is not a regular file`},
 		{"key of another certificate", withRoutes("", httpsRoute+", upstream_tls: {cert: testdata/roots.pem, key: testdata/client.key}}"),
 			`config: routes[0].upstream_tls.cert: cannot load the key pair "testdata/roots.pem" and "testdata/client.key": tls: private key does not match public key`},
+		{"http2 on a tcp route", withRoutes("", "{name: r, match: {protocol: any}, to: 'x:1', upstream_http2: true}"),
+			`config: routes[0].upstream_http2: only allowed with an http:// target`},
+		{"http2 on the demo", withRoutes("", "{name: r, match: {protocol: http}, to: builtin:demo, upstream_http2: true}"),
+			`config: routes[0].upstream_http2: not used with builtin:demo (it has no upstream)`},
+		{"http2 not a boolean", withRoutes("", httpRoute+", upstream_http2: h2c}"),
+			`config: routes[0].upstream_http2: want true or false, got "h2c"`},
 		{"nested", withRoutes("", term("t", "", "{name: n, match: {protocol: http}, to: 'https://x', upstream_tls: {ca: testdata/nope.pem}}")),
 			`config: routes[0].routes[0].upstream_tls.ca: cannot read "testdata/nope.pem": no such file or directory`},
 	}
 	expectProblems(t, tests)
 }
 
-func TestUpstreamTLSValid(t *testing.T) {
+func TestUpstreamValid(t *testing.T) {
 	t.Parallel()
 	for _, doc := range []string{
 		httpsRoute + ", upstream_tls: {ca: testdata/roots.pem, server_name: backend.example, cert: testdata/client.pem, key: testdata/client.key}}",
 		httpsRoute + ", upstream_tls: {insecure_skip_verify: true, server_name: 192.0.2.1}}",
 		// One https:// upstream among plain ones is enough.
 		"{name: r, match: {protocol: http}, upstreams: ['http://a:1', 'HTTPS://b:1'], upstream_tls: {server_name: b.internal}}",
+		httpRoute + ", upstream_http2: true}",
+		httpsRoute + ", upstream_http2: true, upstream_tls: {server_name: b.internal}}",
 	} {
 		if _, err := parse(withRoutes("", doc)); err != nil {
 			t.Errorf("%s: %v", doc, err)

@@ -195,6 +195,7 @@ func (r *Route) checkNotHTTP(p *problems, path string) {
 		{"health_check", r.HealthCheck != nil},
 		{"passive_health", r.Passive != nil},
 		{"upstream_tls", r.UpstreamTLS != nil},
+		{"upstream_http2", r.UpstreamHTTP2},
 	} {
 		if k.set {
 			p.add(path+"."+k.key, "only allowed with an http:// target")
@@ -232,6 +233,9 @@ func (r *Route) checkHTTP(p *problems, path string) {
 	}
 	if r.UpstreamTLS != nil {
 		r.checkUpstreamTLS(p, path+".upstream_tls")
+	}
+	if r.UpstreamHTTP2 && r.To == BuiltinDemo {
+		p.add(path+".upstream_http2", "not used with %s (it has no upstream)", BuiltinDemo)
 	}
 	if ph := r.Passive; ph != nil {
 		if ph.MaxFails < 1 {
