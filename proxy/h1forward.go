@@ -10,10 +10,17 @@ import (
 )
 
 // canForward reports whether the direct path may forward req on this
-// route: its upstreams allow it (plainUpstreams) and the body is within
+// route: its upstreams allow it (ownConns) and the body is within
 // the route's limit (the http.Server answers 413).
 func (p *HTTPProxy) canForward(req *requestHead) bool {
-	return p.plainUpstreams && (p.MaxBodyBytes == 0 || req.contentLength <= p.MaxBodyBytes)
+	return p.ownConns() && (p.MaxBodyBytes == 0 || req.contentLength <= p.MaxBodyBytes)
+}
+
+// ownConns reports whether requests may use the proxy's own HTTP/1.1
+// upstream connections: its upstreams are plain HTTP/1.1 ones without a
+// base path.
+func (p *HTTPProxy) ownConns() bool {
+	return p.plainUpstreams && !p.UpstreamHTTP2
 }
 
 // plainUpstreams reports whether every upstream of pool is plain HTTP with

@@ -27,7 +27,7 @@ import (
 // were checked by the http.Server that read it (HTTP/1 or HTTP/2); the
 // ones the ReverseProxy adds are its own.
 func (p *HTTPProxy) canRoundTrip(req *http.Request) bool {
-	return p.plainUpstreams && (req.Body == nil || req.Body == http.NoBody) &&
+	return p.ownConns() && (req.Body == nil || req.Body == http.NoBody) &&
 		req.Method != http.MethodConnect && req.Header.Get("Upgrade") == "" && len(req.Trailer) == 0
 }
 

@@ -38,13 +38,17 @@ type HTTPProxy struct {
 	Logger *zap.Logger
 	// OnRequest, if set, is told about each finished request (metrics).
 	OnRequest func(route string, status int, d time.Duration)
+	// UpstreamHTTP2 says the upstreams speak HTTP/2 (and the transport
+	// given to NewHTTPProxy does): every request then goes through that
+	// transport, none over the proxy's own HTTP/1.1 upstream connections.
+	UpstreamHTTP2 bool
 	// DialTimeout and ResponseHeaderTimeout bound connecting to an
 	// upstream and waiting for its response head on the direct path
 	// (zero: no limit); the transport given to NewHTTPProxy has its own.
 	DialTimeout, ResponseHeaderTimeout time.Duration
 
 	rp             *httputil.ReverseProxy
-	plainUpstreams bool // the direct path may forward to Pool (h1forward.go)
+	plainUpstreams bool // Pool's upstreams are plain HTTP without base path (h1forward.go)
 	dialOnce       sync.Once
 	dial           *net.Dialer
 }

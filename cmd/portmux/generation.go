@@ -276,8 +276,20 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 		// the Transport on HTTP/1.1.
 		TLSClientConfig: g.clientTLS[r.Name],
 	}
+	if r.UpstreamHTTP2 {
+		// HTTP/2 only: h2c with prior knowledge to http:// upstreams, as
+		// gRPC servers take it; h2 by ALPN to https:// ones.
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetHTTP2(true)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+		// One connection carries many requests: ping it when it has been
+		// silent, so a vanished upstream is noticed before requests pile
+		// up on it.
+		tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second}
+	}
 	g.transports = append(g.transports, tr)
 	p := proxy.NewHTTPProxy(r.Name, pool, tr, g.app.logger)
+	p.UpstreamHTTP2 = r.UpstreamHTTP2
 	p.PreserveHost = r.PreservesHost()
 	p.MaxBodyBytes = r.MaxBodyBytes
 	p.TrustedProxies = parseSources(g.cfg.HTTP.TrustedProxies)

@@ -1,0 +1,172 @@
+package test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// TestE2EL7GRPC: gRPC through the reverse proxy with upstream_http2, against
+// grpc-go's own server and client (the standard health service). The client
+// speaks h2c to portmux's multiplexed port; upstreams get h2c (http://) or h2
+// over TLS (https://, upstream_tls). A unary call, a status carried only in
+// trailers (NotFound) and a server stream whose updates arrive one by one
+// while it stays open. Without upstream_http2 the gRPC server cannot be
+// reached over HTTP/1.1: the call fails with Unavailable, logged as a 502.
+func TestE2EL7GRPC(t *testing.T) {
+	plain := startGRPCHealth(t, nil)
+	cert, leaf := selfSigned(t, "grpc.internal")
+	ca := filepath.Join(t.TempDir(), "grpc-ca.pem")
+	opsWriteFile(t, ca, certPEM(leaf))
+	secure := startGRPCHealth(t, &cert)
+
+	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+  - name: h2c
+    match: {protocol: http, host: [h2c.test]}
+    to: http://%s
+    upstream_http2: true
+  - name: h2
+    match: {protocol: http, host: [h2.test]}
+    to: https://%s
+    upstream_http2: true
+    upstream_tls: {ca: %s, server_name: grpc.internal}
+  - name: h1
+    match: {protocol: http, host: [h1.test]}
+    to: http://%s
+`, plain.addr, secure.addr, ca, plain.addr))
+
+	for _, tc := range []struct {
+		authority string
+		server    *grpcHealth
+	}{{"h2c.test", plain}, {"h2.test", secure}} {
+		t.Run(tc.authority, func(t *testing.T) {
+			client := dialGRPC(t, pm.Addr(), tc.authority)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+
+			resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "app"})
+			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("Check(app): %v, %v; want SERVING", resp, err)
+			}
+			_, err = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"})
+			if status.Code(err) != codes.NotFound {
+				t.Errorf("Check(unknown): %v; want NotFound, the status in the trailers", err)
+			}
+
+			// A server stream: each update is seen while the stream is open.
+			watch, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: "app"})
+			if err != nil {
+				t.Fatalf("Watch: %v", err)
+			}
+			for i, next := range []healthpb.HealthCheckResponse_ServingStatus{
+				healthpb.HealthCheckResponse_NOT_SERVING, healthpb.HealthCheckResponse_SERVING,
+			} {
+				got, err := watch.Recv()
+				if err != nil {
+					t.Fatalf("Watch update %d: %v", i, err)
+				}
+				want := healthpb.HealthCheckResponse_SERVING
+				if i > 0 {
+					want = healthpb.HealthCheckResponse_NOT_SERVING
+				}
+				if got.GetStatus() != want {
+					t.Fatalf("Watch update %d: %v; want %v", i, got.GetStatus(), want)
+				}
+				tc.server.health.SetServingStatus("app", next)
+			}
+			if got, err := watch.Recv(); err != nil || got.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("Watch last update: %v, %v; want SERVING", got, err)
+			}
+			cancel()
+
+			l := pm.WaitLog(t, func(l logLine) bool {
+				return l.Msg() == "request" && l.Str("route") == tc.authority[:strings.IndexByte(tc.authority, '.')] &&
+					l.Str("path") == "/grpc.health.v1.Health/Check"
+			}, 10*time.Second)
+			checkFields(t, l, map[string]string{"proto": "HTTP/2.0", "method": "POST", "upstream": tc.server.addr})
+		})
+	}
+
+	t.Run("HTTP/1.1 client", func(t *testing.T) {
+		// Its request takes the route's HTTP/2 transport too, not the
+		// direct path's HTTP/1.1 connections: grpc-go answers it itself.
+		c, br := rawDial(t, pm.Addr())
+		if resp := rawGet(t, c, br, "h2c.test", "/grpc.health.v1.Health/Check"); resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("GET over HTTP/1.1: %s; want grpc-go's own 415 (not a gRPC request), which it sends only over HTTP/2", resp.Status)
+		}
+	})
+
+	t.Run("without upstream_http2", func(t *testing.T) {
+		client := dialGRPC(t, pm.Addr(), "h1.test")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "app"}); status.Code(err) != codes.Unavailable {
+			t.Errorf("Check over HTTP/1.1 to a gRPC server: %v; want Unavailable (a 502)", err)
+		}
+		l := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "request" && l.Str("route") == "h1" }, 10*time.Second)
+		if got := numField(l, "status"); got != 502 {
+			t.Errorf("request line status %d; want 502 (%s)", got, l)
+		}
+	})
+
+	// Idle HTTP/2 upstream connections each keep a read loop in portmux
+	// until the upstream closes them; the goroutine check after the test
+	// counts on that.
+	plain.stop()
+	secure.stop()
+}
+
+// grpcHealth is a gRPC server with the standard health service, on
+// 127.0.0.1: h2c, or TLS with cert.
+type grpcHealth struct {
+	addr   string
+	health *health.Server
+	stop   func() // closes its connections; also when the test ends
+}
+
+func startGRPCHealth(t *testing.T, cert *tls.Certificate) *grpcHealth {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []grpc.ServerOption
+	if cert != nil {
+		opts = append(opts, grpc.Creds(credentials.NewServerTLSFromCert(cert)))
+	}
+	srv := grpc.NewServer(opts...)
+	g := &grpcHealth{addr: ln.Addr().String(), health: health.NewServer()}
+	g.health.SetServingStatus("app", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, g.health)
+	go srv.Serve(ln)
+	g.stop = srv.Stop
+	t.Cleanup(srv.Stop)
+	return g
+}
+
+// dialGRPC returns a health client that speaks h2c to addr with the given
+// :authority, closed when the test ends.
+func dialGRPC(t *testing.T, addr, authority string) healthpb.HealthClient {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(authority))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return healthpb.NewHealthClient(conn)
+}
