@@ -287,6 +287,10 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// errUpgradeOverHTTP2 is logged for an upgrade request (such as WebSocket)
+// on a route whose upstreams speak HTTP/2, which has no Upgrade.
+var errUpgradeOverHTTP2 = errors.New("an upgrade cannot cross an HTTP/2 upstream connection (upstream_http2)")
+
 // retryTransport sends a request over the proxy's own upstream connections
 // when it can (HTTPProxy.roundTrip), else over base, and retries it on
 // another upstream when connecting to the chosen one failed: nothing was
@@ -298,6 +302,11 @@ type retryTransport struct {
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.proxy.UpstreamHTTP2 && req.Header.Get("Upgrade") != "" {
+		// The HTTP/2 transport would refuse it itself, and that is no
+		// failure of the upstream's: a client must not mark it down.
+		return nil, errUpgradeOverHTTP2
+	}
 	st, pool := stateOf(req), t.proxy.Pool
 	direct := t.proxy.canRoundTrip(req)
 	if req.Body != nil && req.Body != http.NoBody {

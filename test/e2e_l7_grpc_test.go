@@ -27,12 +27,15 @@ import (
 // trailers (NotFound) and a server stream whose updates arrive one by one
 // while it stays open. Without upstream_http2 the gRPC server cannot be
 // reached over HTTP/1.1: the call fails with Unavailable, logged as a 502.
+// A WebSocket upgrade cannot cross HTTP/2: 502, and the upstream stays up.
 func TestE2EL7GRPC(t *testing.T) {
 	plain := startGRPCHealth(t, nil)
 	cert, leaf := selfSigned(t, "grpc.internal")
 	ca := filepath.Join(t.TempDir(), "grpc-ca.pem")
 	opsWriteFile(t, ca, certPEM(leaf))
 	secure := startGRPCHealth(t, &cert)
+	other := startGRPCHealth(t, nil) // serves "app" as NOT_SERVING
+	other.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
 
 	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
   - name: h2c
@@ -47,7 +50,12 @@ func TestE2EL7GRPC(t *testing.T) {
   - name: h1
     match: {protocol: http, host: [h1.test]}
     to: http://%s
-`, plain.addr, secure.addr, ca, plain.addr))
+  - name: pair
+    match: {protocol: http, host: [pair.test]}
+    upstreams: ["http://%s", "http://%s"]
+    balance: ip_hash
+    upstream_http2: true
+`, plain.addr, secure.addr, ca, plain.addr, plain.addr, other.addr))
 
 	for _, tc := range []struct {
 		authority string
@@ -110,6 +118,32 @@ func TestE2EL7GRPC(t *testing.T) {
 		}
 	})
 
+	t.Run("upgrade", func(t *testing.T) {
+		// HTTP/2 has no Upgrade: 502, and no count against the upstream's
+		// passive health. ip_hash keeps this client on one of the pair
+		// (told apart by their "app" status) while that one is up; three
+		// failures would mark it down and move the client to the other.
+		client := dialGRPC(t, pm.Addr(), "pair.test")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		before, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "app"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, br := rawDial(t, pm.Addr())
+		for i := 0; i < 4; i++ {
+			resp := rawGet(t, c, br, "pair.test", "/ws", "Connection: Upgrade", "Upgrade: websocket",
+				"Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==")
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Fatalf("WebSocket upgrade %d: %s; want 502", i, resp.Status)
+			}
+		}
+		after, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "app"})
+		if err != nil || after.GetStatus() != before.GetStatus() {
+			t.Errorf("Check after the refused upgrades: %v, %v; want %v from the same upstream, still up", after, err, before.GetStatus())
+		}
+	})
+
 	t.Run("without upstream_http2", func(t *testing.T) {
 		client := dialGRPC(t, pm.Addr(), "h1.test")
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -128,6 +162,7 @@ func TestE2EL7GRPC(t *testing.T) {
 	// counts on that.
 	plain.stop()
 	secure.stop()
+	other.stop()
 }
 
 // grpcHealth is a gRPC server with the standard health service, on
