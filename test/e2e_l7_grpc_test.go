@@ -22,8 +22,9 @@ import (
 
 // TestE2EL7GRPC: gRPC through the reverse proxy with upstream_http2, against
 // grpc-go's own server and client (the standard health service). The client
-// speaks h2c to portmux's multiplexed port; upstreams get h2c (http://) or h2
-// over TLS (https://, upstream_tls). A unary call, a status carried only in
+// speaks h2c to portmux's multiplexed port, or h2 over TLS that portmux
+// terminates; upstreams get h2c (http://) or h2 over TLS (https://,
+// upstream_tls). A unary call, a status carried only in
 // trailers (NotFound) and a server stream whose updates arrive one by one
 // while it stays open. Without upstream_http2 the gRPC server cannot be
 // reached over HTTP/1.1: the call fails with Unavailable, logged as a 502.
@@ -37,25 +38,31 @@ func TestE2EL7GRPC(t *testing.T) {
 	other := startGRPCHealth(t, nil) // serves "app" as NOT_SERVING
 	other.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
 
-	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+  - name: edge
+    match: {protocol: tls, sni: [localhost]}
+    tls: terminate
+    to: http://%[7]s
+    upstream_http2: true
   - name: h2c
     match: {protocol: http, host: [h2c.test]}
-    to: http://%s
+    to: http://%[1]s
     upstream_http2: true
   - name: h2
     match: {protocol: http, host: [h2.test]}
-    to: https://%s
+    to: https://%[2]s
     upstream_http2: true
-    upstream_tls: {ca: %s, server_name: grpc.internal}
+    upstream_tls: {ca: %[3]s, server_name: grpc.internal}
   - name: h1
     match: {protocol: http, host: [h1.test]}
-    to: http://%s
+    to: http://%[4]s
   - name: pair
     match: {protocol: http, host: [pair.test]}
-    upstreams: ["http://%s", "http://%s"]
+    upstreams: ["http://%[5]s", "http://%[6]s"]
     balance: ip_hash
     upstream_http2: true
-`, plain.addr, secure.addr, ca, plain.addr, plain.addr, other.addr))
+`, plain.addr, secure.addr, ca, plain.addr, plain.addr, other.addr, plain.addr)
+	pm := startPortmux(t, yaml)
 
 	for _, tc := range []struct {
 		authority string
@@ -108,6 +115,24 @@ func TestE2EL7GRPC(t *testing.T) {
 			checkFields(t, l, map[string]string{"proto": "HTTP/2.0", "method": "POST", "upstream": tc.server.addr})
 		})
 	}
+
+	t.Run("TLS client", func(t *testing.T) {
+		// The common deployment: gRPC clients over TLS (ALPN h2) to a
+		// route that terminates it.
+		pm.WaitLog(t, certObtained("localhost"), time.Minute)
+		creds := credentials.NewTLS(&tls.Config{RootCAs: poolFromPEM(t, portmuxTrust(t, yaml))})
+		conn, err := grpc.NewClient("passthrough:///"+pm.Addr(), grpc.WithTransportCredentials(creds), grpc.WithAuthority("localhost"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "app"})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("Check over TLS: %v, %v; want SERVING", resp, err)
+		}
+	})
 
 	t.Run("HTTP/1.1 client", func(t *testing.T) {
 		// Its request takes the route's HTTP/2 transport too, not the
