@@ -14,10 +14,11 @@ var (
 
 // Validate checks every constraint of c and returns an *Error listing all
 // problems, or nil. It does not modify c; it reads the files named by
-// tls.trusted_roots and the routes' upstream_tls sections. SNI and Host entries are checked case-insensitively;
-// Load and Parse store them lowercased. The defaults of optional sections
-// (health_check, passive_health, tls.on_demand) are filled in by Load and
-// Parse only: a Config built in code must spell them out.
+// tls.trusted_roots and the routes' upstream_tls sections. SNI and Host
+// entries are checked case-insensitively; Load and Parse store them
+// lowercased. The defaults of optional sections (health_check,
+// passive_health, tls.on_demand) are filled in by Load and Parse only: a
+// Config built in code must spell them out.
 func (c *Config) Validate() error {
 	var p problems
 	c.validate(&p)

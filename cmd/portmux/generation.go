@@ -271,9 +271,9 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 		// Content coding is between client and upstream: by default the
 		// Transport asks for gzip when the client did not and decodes it.
 		DisableCompression: true,
-		// nil (system roots) without upstream_tls. Setting it does not
-		// turn on HTTP/2 to upstreams: the custom dialer already keeps
-		// the Transport on HTTP/1.1.
+		// nil (system roots) without upstream_tls. Setting it alone does
+		// not turn on HTTP/2 to upstreams: the custom dialer keeps the
+		// Transport on HTTP/1.1 unless upstream_http2 sets Protocols.
 		TLSClientConfig: g.clientTLS[r.Name],
 	}
 	if r.UpstreamHTTP2 {
