@@ -87,6 +87,7 @@ func TestFullFile(t *testing.T) {
 						Mode:                  ModeHTTP,
 						Balance:               BalanceLeastConn,
 						PreserveHost:          ptr(false),
+						StripPrefix:           true,
 						MaxBodyBytes:          10 << 20,
 						ResponseHeaderTimeout: dur(15 * time.Second),
 						HealthCheck:           &HealthCheck{Path: "/healthz", Interval: 5 * time.Second, Timeout: time.Second, Status: 204},

@@ -72,6 +72,12 @@ type Route struct {
 	// PreservesHost. HTTP routes only.
 	PreserveHost *bool `koanf:"preserve_host"`
 
+	// StripPrefix removes the match.path prefix a request's path falls
+	// under before it is forwarded (after a base path of the target is
+	// prepended), and names it in X-Forwarded-Prefix. Needs Match.Path.
+	// HTTP routes only.
+	StripPrefix bool `koanf:"strip_prefix"`
+
 	// MaxBodyBytes caps the size of request bodies; 0 means no limit.
 	// Must be >= 0. HTTP routes only.
 	MaxBodyBytes int64 `koanf:"max_body_bytes"`

@@ -196,6 +196,7 @@ func (r *Route) checkNotHTTP(p *problems, path string) {
 		{"passive_health", r.Passive != nil},
 		{"upstream_tls", r.UpstreamTLS != nil},
 		{"upstream_http2", r.UpstreamHTTP2},
+		{"strip_prefix", r.StripPrefix},
 	} {
 		if k.set {
 			p.add(path+"."+k.key, "only allowed with an http:// target")
@@ -233,6 +234,9 @@ func (r *Route) checkHTTP(p *problems, path string) {
 	}
 	if r.UpstreamTLS != nil {
 		r.checkUpstreamTLS(p, path+".upstream_tls")
+	}
+	if r.StripPrefix && len(r.Match.Path) == 0 {
+		p.add(path+".strip_prefix", "needs match.path (the prefixes to strip)")
 	}
 	if r.UpstreamHTTP2 && r.To == BuiltinDemo {
 		p.add(path+".upstream_http2", "not used with %s (it has no upstream)", BuiltinDemo)

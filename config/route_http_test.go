@@ -5,7 +5,7 @@ import "testing"
 // httpsRoute is a valid route to an https:// upstream; tests append keys.
 const httpsRoute = "{name: s, match: {protocol: http}, to: 'https://backend.internal:8443'"
 
-func TestUpstreamProblems(t *testing.T) {
+func TestHTTPRouteProblems(t *testing.T) {
 	t.Parallel()
 	tests := []problemCase{
 		{"on a tcp route", withRoutes("", "{name: r, match: {protocol: any}, to: 'x:1', upstream_tls: {insecure_skip_verify: true}}"),
@@ -42,13 +42,17 @@ func TestUpstreamProblems(t *testing.T) {
 			`config: routes[0].upstream_http2: not used with builtin:demo (it has no upstream)`},
 		{"http2 not a boolean", withRoutes("", httpRoute+", upstream_http2: h2c}"),
 			`config: routes[0].upstream_http2: want true or false, got "h2c"`},
+		{"strip prefix on a tcp route", withRoutes("", "{name: r, match: {protocol: http, path: [/a]}, to: 'x:1', strip_prefix: true}"),
+			`config: routes[0].strip_prefix: only allowed with an http:// target`},
+		{"strip prefix without path", withRoutes("", httpRoute+", strip_prefix: true}"),
+			`config: routes[0].strip_prefix: needs match.path (the prefixes to strip)`},
 		{"nested", withRoutes("", term("t", "", "{name: n, match: {protocol: http}, to: 'https://x', upstream_tls: {ca: testdata/nope.pem}}")),
 			`config: routes[0].routes[0].upstream_tls.ca: cannot read "testdata/nope.pem": no such file or directory`},
 	}
 	expectProblems(t, tests)
 }
 
-func TestUpstreamValid(t *testing.T) {
+func TestHTTPRouteValid(t *testing.T) {
 	t.Parallel()
 	for _, doc := range []string{
 		httpsRoute + ", upstream_tls: {ca: testdata/roots.pem, server_name: backend.example, cert: testdata/client.pem, key: testdata/client.key}}",
@@ -56,6 +60,7 @@ func TestUpstreamValid(t *testing.T) {
 		// One https:// upstream among plain ones is enough.
 		"{name: r, match: {protocol: http}, upstreams: ['http://a:1', 'HTTPS://b:1'], upstream_tls: {server_name: b.internal}}",
 		httpRoute + ", upstream_http2: true}",
+		"{name: r, match: {protocol: http, path: [/api/]}, to: 'http://a:1/base', strip_prefix: true}",
 		httpsRoute + ", upstream_http2: true, upstream_tls: {server_name: b.internal}}",
 	} {
 		if _, err := parse(withRoutes("", doc)); err != nil {
