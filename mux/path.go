@@ -6,6 +6,29 @@ import (
 	"strings"
 )
 
+// StripPathPrefix removes the first of prefixes (match.path entries) that
+// the decoded path falls under, as path conditions see it (routingPath),
+// and returns the rest (at least "/") and that prefix without its final
+// slash. A path under none of them, or under "/", which strips nothing,
+// comes back unchanged with ok false.
+func StripPathPrefix(prefixes []string, decoded string) (rest, prefix string, ok bool) {
+	p := routingPath(decoded, false)
+	for _, pre := range prefixes {
+		pre = strings.TrimSuffix(pre, "/")
+		r, under := cutPathPrefix(p, pre)
+		switch {
+		case !under:
+			continue
+		case pre == "":
+			return decoded, "", false
+		case r == "":
+			r = "/"
+		}
+		return r, pre, true
+	}
+	return decoded, "", false
+}
+
 // routingPath is the path that match.path conditions see: p decoded (when
 // escaped, as in a request line) and with its dot segments resolved and
 // repeated slashes merged, as an upstream such as nginx reads it. Matching

@@ -105,3 +105,26 @@ func FuzzRoutingPath(f *testing.F) {
 		}
 	})
 }
+
+func TestStripPathPrefix(t *testing.T) {
+	tests := []struct {
+		prefixes     []string
+		path         string
+		rest, prefix string
+		ok           bool
+	}{
+		{[]string{"/api/"}, "/api/users", "/users", "/api", true},
+		{[]string{"/api"}, "/api", "/", "/api", true},
+		{[]string{"/api/"}, "/api/", "/", "/api", true},
+		{[]string{"/api"}, "/apix/y", "/apix/y", "", false},
+		{[]string{"/v1", "/api"}, "/api/v1/x", "/v1/x", "/api", true},
+		{[]string{"/api"}, "/x/../api//users/", "/users/", "/api", true}, // as routed
+		{[]string{"/", "/api"}, "/api/users", "/api/users", "", false},   // "/" strips nothing
+	}
+	for _, tt := range tests {
+		rest, prefix, ok := StripPathPrefix(tt.prefixes, tt.path)
+		if rest != tt.rest || prefix != tt.prefix || ok != tt.ok {
+			t.Errorf("StripPathPrefix(%q, %q) = %q, %q, %v; want %q, %q, %v", tt.prefixes, tt.path, rest, prefix, ok, tt.rest, tt.prefix, tt.ok)
+		}
+	}
+}

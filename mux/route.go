@@ -164,15 +164,22 @@ func (t *Table) LookupHTTP(host, path string, client netip.AddrPort, state *tls.
 // whole segments.
 func matchPath(prefixes []string, path string) bool {
 	for _, p := range prefixes {
-		p = strings.TrimSuffix(p, "/")
-		if p == "" || path == p {
-			return true
-		}
-		if rest, ok := strings.CutPrefix(path, p); ok && rest[0] == '/' {
+		if _, ok := cutPathPrefix(path, strings.TrimSuffix(p, "/")); ok {
 			return true
 		}
 	}
 	return false
+}
+
+// cutPathPrefix reports whether path is p or below it, by whole segments,
+// and returns what follows p ("" when path is p). p has no trailing
+// slash; "" is the root, under which every path falls.
+func cutPathPrefix(path, p string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, p)
+	if !ok || rest != "" && rest[0] != '/' && p != "" {
+		return "", false
+	}
+	return rest, true
 }
 
 // matchName reports whether name matches one of the patterns, exact or

@@ -18,9 +18,9 @@ func (p *HTTPProxy) canForward(req *requestHead) bool {
 
 // ownConns reports whether requests may use the proxy's own HTTP/1.1
 // upstream connections: its upstreams are plain HTTP/1.1 ones without a
-// base path.
+// base path, and request paths are forwarded as sent.
 func (p *HTTPProxy) ownConns() bool {
-	return p.plainUpstreams && !p.UpstreamHTTP2
+	return p.plainUpstreams && !p.UpstreamHTTP2 && p.StripPrefix == nil
 }
 
 // plainUpstreams reports whether every upstream of pool is plain HTTP with

@@ -38,6 +38,11 @@ type HTTPProxy struct {
 	Logger *zap.Logger
 	// OnRequest, if set, is told about each finished request (metrics).
 	OnRequest func(route string, status int, d time.Duration)
+	// StripPrefix, when set, gives the path to forward for a request's
+	// decoded path, and the prefix removed from it, which is sent as
+	// X-Forwarded-Prefix (ok false: forward the path as is). Such a route
+	// takes net/http's path, which can rewrite the request line.
+	StripPrefix func(decoded string) (rest, prefix string, ok bool)
 	// UpstreamHTTP2 says the upstreams speak HTTP/2 (and the transport
 	// given to NewHTTPProxy does): every request then goes through that
 	// transport, none over the proxy's own HTTP/1.1 upstream connections.
@@ -136,6 +141,14 @@ var errResponseAborted = errors.New("response aborted: copying its body failed")
 // hop-by-hop headers and the client's X-Forwarded-* and Forwarded headers.
 func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
+	if p.StripPrefix != nil {
+		// Out's URL is its own copy; In keeps the client's path for the
+		// access log.
+		if rest, prefix, ok := p.StripPrefix(pr.Out.URL.Path); ok {
+			pr.Out.URL.Path, pr.Out.URL.RawPath = rest, ""
+			pr.Out.Header.Set("X-Forwarded-Prefix", prefix)
+		}
+	}
 	pr.SetURL(st.upstream.URL)
 	if p.PreserveHost {
 		pr.Out.Host = pr.In.Host

@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -100,4 +101,75 @@ func TestE2EL7PathRouting(t *testing.T) {
 	if n := len(hc.Locals()); n != 1 {
 		t.Errorf("client opened %d connections; want 1", n)
 	}
+}
+
+// TestE2EL7StripPrefix: strip_prefix forwards the path below the match.path
+// prefix the request fell under (after the target's base path), with the
+// query, and names the prefix in X-Forwarded-Prefix (a client's own value is
+// replaced); the access log keeps the client's path. The path is the one
+// routing saw: "/x/../api/v1" is stripped as "/api/v1". Other routes forward
+// paths as sent. Over HTTP/1.1 and h2c.
+func TestE2EL7StripPrefix(t *testing.T) {
+	api := startL7Backend(t, "api")
+	web := startL7Backend(t, "web")
+	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+  - name: api
+    match: {protocol: http, path: [/api/]}
+    strip_prefix: true
+    to: http://%s
+  - name: app
+    match: {protocol: http, path: [/app]}
+    strip_prefix: true
+    to: http://%s/base
+  - name: web
+    match: {protocol: http}
+    to: http://%s
+`, api.Addr(), web.Addr(), web.Addr()))
+
+	type want struct{ backend, path, query, prefix string }
+	cases := []struct {
+		path string
+		want want
+	}{
+		{"/api/users?x=1", want{"api", "/users", "x=1", "/api"}},
+		{"/api", want{"api", "/", "", "/api"}},
+		{"/app/page", want{"web", "/base/page", "", "/app"}},
+		{"/index.html", want{"web", "/index.html", "", ""}},
+	}
+	check := func(t *testing.T, seen seenRequest, w want) {
+		t.Helper()
+		got := want{seen.Backend, seen.Path, seen.Query, seen.Header.Get("X-Forwarded-Prefix")}
+		if got != w {
+			t.Errorf("upstream saw %+v; want %+v", got, w)
+		}
+	}
+	for _, client := range []struct {
+		name string
+		c    *l7Client
+	}{{"HTTP/1.1", newL7Client(t, pm.Addr(), "")}, {"h2c", newH2CClient(t, pm.Addr())}} {
+		t.Run(client.name, func(t *testing.T) {
+			for _, tc := range cases {
+				seen, _, err := client.c.getSeen("http://strip.test"+tc.path, "", http.Header{"X-Forwarded-Prefix": {"/spoofed"}})
+				if err != nil {
+					t.Fatalf("GET %s: %v", tc.path, err)
+				}
+				if tc.want.prefix == "" {
+					tc.want.prefix = "/spoofed" // not a strip route: passed on as sent
+				}
+				check(t, seen, tc.want)
+			}
+		})
+	}
+
+	t.Run("dot segments", func(t *testing.T) {
+		c, br := rawDial(t, pm.Addr())
+		before := len(api.Seen())
+		if resp := rawGet(t, c, br, "strip.test", "/x/../api/v1"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /x/../api/v1: %s", resp.Status)
+		}
+		check(t, api.Seen()[before], want{"api", "/v1", "", "/api"})
+	})
+
+	l := pm.WaitLog(t, requestLog("/api/users"), 10*time.Second)
+	checkFields(t, l, map[string]string{"route": "api"})
 }

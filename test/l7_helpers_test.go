@@ -30,6 +30,8 @@ type seenRequest struct {
 	Method           string      `json:"method"`
 	Host             string      `json:"host"`
 	Path             string      `json:"path"`
+	RawPath          string      `json:"raw_path"` // the request line's path, as escaped
+	Query            string      `json:"query"`
 	Proto            string      `json:"proto"`
 	RemoteAddr       string      `json:"remote_addr"`
 	Header           http.Header `json:"header"`
@@ -105,7 +107,8 @@ func startL7Backend(t testing.TB, name string) *l7Backend {
 }
 
 func seenOf(name string, r *http.Request) seenRequest {
-	return seenRequest{Backend: name, Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto,
+	return seenRequest{Backend: name, Method: r.Method, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.EscapedPath(),
+		Query: r.URL.RawQuery, Proto: r.Proto,
 		RemoteAddr: r.RemoteAddr, Header: r.Header.Clone(), TransferEncoding: r.TransferEncoding,
 		ContentLength: r.ContentLength}
 }

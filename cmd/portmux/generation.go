@@ -290,6 +290,10 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 	g.transports = append(g.transports, tr)
 	p := proxy.NewHTTPProxy(r.Name, pool, tr, g.app.logger)
 	p.UpstreamHTTP2 = r.UpstreamHTTP2
+	if r.StripPrefix {
+		prefixes := r.Match.Path
+		p.StripPrefix = func(path string) (string, string, bool) { return mux.StripPathPrefix(prefixes, path) }
+	}
 	p.PreserveHost = r.PreservesHost()
 	p.MaxBodyBytes = r.MaxBodyBytes
 	p.TrustedProxies = parseSources(g.cfg.HTTP.TrustedProxies)
