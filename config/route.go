@@ -261,6 +261,12 @@ func (r Route) PassiveHealth() PassiveHealth {
 	return PassiveHealth{MaxFails: DefaultMaxFails, Cooldown: DefaultCooldown}
 }
 
+// isHTTPSURL reports whether s starts with an https:// scheme, in any case.
+func isHTTPSURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && strings.EqualFold(scheme, "https")
+}
+
 // isURL reports whether s starts with an http:// or https:// scheme, in any
 // case.
 func isURL(s string) bool {

@@ -3,7 +3,6 @@ package config
 import (
 	"crypto/tls"
 	"slices"
-	"strings"
 )
 
 // checkUpstreamTLS records the problems of r's upstream_tls section, at
@@ -48,9 +47,4 @@ func (r *Route) checkUpstreamTLS(p *problems, path string) {
 			p.add(path+".cert", "cannot load the key pair %q and %q: %v", u.Cert, u.Key, unwrapPath(err))
 		}
 	}
-}
-
-// isHTTPSURL reports whether target is an https:// URL.
-func isHTTPSURL(target string) bool {
-	return strings.HasPrefix(strings.ToLower(target), "https://")
 }
