@@ -29,6 +29,7 @@ import (
 // while it stays open. Without upstream_http2 the gRPC server cannot be
 // reached over HTTP/1.1: the call fails with Unavailable, logged as a 502.
 // A WebSocket upgrade cannot cross HTTP/2: 502, and the upstream stays up.
+// An upstream that takes only HTTP/1.1 on such a route gets 502.
 func TestE2EL7GRPC(t *testing.T) {
 	plain := startGRPCHealth(t, nil)
 	cert, leaf := selfSigned(t, "grpc.internal")
@@ -37,6 +38,7 @@ func TestE2EL7GRPC(t *testing.T) {
 	secure := startGRPCHealth(t, &cert)
 	other := startGRPCHealth(t, nil) // serves "app" as NOT_SERVING
 	other.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
+	h1only := startL7Backend(t, "h1only") // net/http without h2c
 
 	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
   - name: edge
@@ -61,7 +63,11 @@ func TestE2EL7GRPC(t *testing.T) {
     upstreams: ["http://%[5]s", "http://%[6]s"]
     balance: ip_hash
     upstream_http2: true
-`, plain.addr, secure.addr, ca, plain.addr, plain.addr, other.addr, plain.addr)
+  - name: h1only
+    match: {protocol: http, host: [h1only.test]}
+    to: http://%[8]s
+    upstream_http2: true
+`, plain.addr, secure.addr, ca, plain.addr, plain.addr, other.addr, plain.addr, h1only.Addr())
 	pm := startPortmux(t, yaml)
 
 	for _, tc := range []struct {
@@ -166,6 +172,26 @@ func TestE2EL7GRPC(t *testing.T) {
 		after, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "app"})
 		if err != nil || after.GetStatus() != before.GetStatus() {
 			t.Errorf("Check after the refused upgrades: %v, %v; want %v from the same upstream, still up", after, err, before.GetStatus())
+		}
+	})
+
+	t.Run("upstream without HTTP/2", func(t *testing.T) {
+		// A misconfigured route: its upstream takes HTTP/1.1 only. 502,
+		// with the reason in the request's log line.
+		c, br := rawDial(t, pm.Addr())
+		if resp := rawGet(t, c, br, "h1only.test", "/h2-to-h1"); resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("GET: %s; want 502", resp.Status)
+		}
+		l := pm.WaitLog(t, requestLog("/h2-to-h1"), 10*time.Second)
+		if numField(l, "status") != 502 || l.Str("error") == "" {
+			t.Errorf("request line %s; want status 502 with an error", l)
+		}
+		// It reads the HTTP/2 preface as a request of its own ("PRI *"),
+		// never the client's.
+		for _, s := range h1only.Seen() {
+			if s.Path == "/h2-to-h1" {
+				t.Errorf("the HTTP/1.1 upstream got the request: %+v", s)
+			}
 		}
 	})
 
