@@ -146,6 +146,11 @@ func findHost(b []byte) (string, hostResult) {
 	}
 }
 
+// HostName is the host name a Host header value (or :authority) names, as
+// routes compare it: in lower case, without port, IPv6 brackets or the
+// trailing dot of a fully qualified name.
+func HostName(host string) string { return normalizeHost(host) }
+
 // normalizeHost lowercases a Host value and strips its port, keeping IPv6
 // literals' brackets out, and the trailing dot of a fully qualified name:
 // upstreams such as nginx serve "admin.example." as "admin.example", so a

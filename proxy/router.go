@@ -14,10 +14,12 @@ import (
 // connection was set up for another name; RFC 9110 §15.5.20 tells the
 // client to retry on a new connection, as browsers that coalesce HTTP/2
 // connections must), 404 Not Found otherwise (nothing here serves that
-// host or path). It logs one access line.
-func NoRoute(w http.ResponseWriter, r *http.Request, logger *zap.Logger) {
+// host or path). host is r's host name as routing compared it (without
+// port, case or trailing dot), so that the answer agrees with routing. It
+// logs one access line.
+func NoRoute(w http.ResponseWriter, r *http.Request, host string, logger *zap.Logger) {
 	status, msg := http.StatusNotFound, "404 not found: no route for this host and path\n"
-	if r.TLS != nil && r.TLS.ServerName != "" && !strings.EqualFold(r.TLS.ServerName, hostOnly(r.Host)) {
+	if r.TLS != nil && r.TLS.ServerName != "" && !strings.EqualFold(r.TLS.ServerName, host) {
 		status, msg = http.StatusMisdirectedRequest, "421 misdirected request: this connection is for another host\n"
 	}
 	logger.Info("request", zap.String("method", r.Method), zap.String("host", r.Host), zap.String("path", r.URL.Path),
@@ -26,13 +28,6 @@ func NoRoute(w http.ResponseWriter, r *http.Request, logger *zap.Logger) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write([]byte(msg))
-}
-
-func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return h
-	}
-	return hostport
 }
 
 // RedirectHTTPS answers with a permanent redirect (308, which keeps the

@@ -131,7 +131,8 @@ func TestE2EL7Errors(t *testing.T) {
 }
 
 // TestE2EL7Misdirected: over terminated TLS, a request no route takes gets 421
-// when its Host is not the connection's SNI, and 404 when it is. Two ways to
+// when its Host is not the connection's SNI, and 404 when it is (compared
+// as routing compares hosts: without case, port or trailing dot). Two ways to
 // route the decrypted requests: nested routes by path and by host.
 func TestE2EL7Misdirected(t *testing.T) {
 	backend := startL7Backend(t, "app")
@@ -147,10 +148,12 @@ func TestE2EL7Misdirected(t *testing.T) {
 			{"/app/ok", "localhost", http.StatusOK},
 			{"/app/any-host", "other.test", http.StatusOK}, // the path route takes any Host
 			{"/nothing", "localhost", http.StatusNotFound},
+			{"/nothing", "LocalHost.:443", http.StatusNotFound}, // the SNI's host, written otherwise
 			{"/nothing-other", "other.test", http.StatusMisdirectedRequest},
 		}},
 		{"nested route by host", "{protocol: http, host: [localhost]}", []req{
 			{"/ok", "localhost", http.StatusOK},
+			{"/ok", "localhost.", http.StatusOK},
 			{"/other", "other.test", http.StatusMisdirectedRequest},
 		}},
 	} {

@@ -230,7 +230,7 @@ func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	proxy.NoRoute(w, r, h.logger)
+	proxy.NoRoute(w, r, mux.HostName(r.Host), h.logger)
 }
 
 // httpHandler builds the HTTP handler of an L7 route.
