@@ -120,6 +120,9 @@ const (
 	OutcomeIdleTimeout = "idle_timeout" // nothing moved for the idle timeout
 	OutcomeShutdown    = "shutdown"     // closed when the drain grace ended
 	OutcomeReset       = "reset"        // a peer reset its connection mid-relay
+	// HTTP clients' faults that no request line shows.
+	OutcomeBadRequest    = "bad_request"    // the HTTP server refused a request itself (400, 431, 501, ...)
+	OutcomeHeaderTimeout = "header_timeout" // a request head stopped short (slowloris)
 
 	OutcomeNoRoute              = "no_route"               // recognised, but no route matched
 	OutcomeUnrecognized         = "unrecognized"           // bytes matched no protocol, no fallback route

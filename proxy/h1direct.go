@@ -67,8 +67,10 @@ type directConn struct {
 }
 
 // serveDirect serves conn's requests on the direct path until it closes,
-// or returns it, with the bytes it read, for the http.Server.
-func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.ConnectionState) net.Conn {
+// or until a request it does not take: then more is true and pending holds
+// the bytes read and not consumed, for the http.Server to serve after
+// them. err is ErrHeaderTimeout when a client stalled in a request head.
+func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.ConnectionState) (pending []byte, more bool, err error) {
 	d := &directConn{s: s, ctx: ctx, conn: conn, tls: state, remote: conn.RemoteAddr().String()}
 	d.client, _ = netip.ParseAddrPort(d.remote)
 	d.clientIP = d.client.Addr().String()
@@ -77,7 +79,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	}
 	if !s.track(d) {
 		conn.Close()
-		return nil
+		return nil, false, nil
 	}
 	defer s.untrack(d)
 	stop := context.AfterFunc(ctx, d.abort)
@@ -85,8 +87,8 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	d.br = clientReaders.Get().(*bufio.Reader)
 	d.br.Reset(conn)
 	for first := true; ; first = false {
-		res, err := d.readRequest(first)
-		if err != nil {
+		var res headResult
+		if res, err = d.readRequest(first); err != nil {
 			break
 		}
 		var p *HTTPProxy
@@ -94,7 +96,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 			p = d.route()
 		}
 		if p == nil {
-			return d.handoff()
+			return d.handoff(), true, nil
 		}
 		if !p.forwardDirect(d) || d.req.close || s.noNextRequest() {
 			break
@@ -102,7 +104,10 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	}
 	conn.Close()
 	d.releaseReader()
-	return nil
+	if !errors.Is(err, ErrHeaderTimeout) {
+		err = nil // the end of a connection, not the client's fault
+	}
+	return nil, false, err
 }
 
 // readRequest waits for the next request head: for its first byte up to
@@ -155,6 +160,9 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 			deadline = true
 		}
 		if _, err := d.br.Peek(d.br.Buffered() + 1); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return 0, ErrHeaderTimeout
+			}
 			return 0, err
 		}
 	}
@@ -192,43 +200,16 @@ func (d *directConn) route() *HTTPProxy {
 	return p
 }
 
-// handoff returns the connection for the http.Server, replaying the bytes
-// read but not consumed.
-func (d *directConn) handoff() net.Conn {
+// handoff returns the bytes read but not consumed, for the http.Server.
+func (d *directConn) handoff() []byte {
 	d.conn.SetReadDeadline(time.Time{})
 	rest := append([]byte(nil), d.peekBuffered()...)
 	d.releaseReader()
-	return &replayConn{Conn: d.conn, pending: rest}
+	return rest
 }
 
 func (d *directConn) releaseReader() {
 	d.br.Reset(nil)
 	clientReaders.Put(d.br)
 	d.br = nil
-}
-
-// replayConn yields bytes already read from its connection before reading
-// it again.
-type replayConn struct {
-	net.Conn
-	pending []byte
-}
-
-// Read returns the pending bytes first.
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// CloseWrite half-closes the connection when it can: an upgraded
-// connection's relay passes an upstream's EOF on with it.
-func (c *replayConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
 }

@@ -31,10 +31,17 @@ type HTTPServer struct {
 
 // handed tracks one connection until the http.Server is done with it.
 type handed struct {
+	conn     net.Conn // as the server sees it
 	done     chan struct{}
 	once     sync.Once
-	hijacked bool
+	hijacked bool // guarded by HTTPServer.mu
 	tls      *tls.ConnectionState
+
+	// What the server does without a handler (servedConn). Atomics: the
+	// handler, the server's goroutine and its background read touch them.
+	handled atomic.Bool // a handler took the current request
+	partial atomic.Bool // bytes of a request arrived since the last response
+	cause   atomic.Pointer[error]
 }
 
 func (h *handed) finish() { h.once.Do(func() { close(h.done) }) }
@@ -58,24 +65,25 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 	s := &HTTPServer{srv: srv, ln: newHandoffListener(), direct: direct,
 		conns: make(map[net.Conn]*handed), directs: make(map[*directConn]struct{})}
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		return context.WithValue(ctx, connKey{}, c)
+		return context.WithValue(ctx, connKey{}, s.lookup(c))
 	}
 	srv.ConnState = s.connState
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := r.Context().Value(connKey{}).(net.Conn)
-		if r.TLS == nil && c != nil {
+		hd, _ := r.Context().Value(connKey{}).(*handed)
+		if hd == nil { // not handed by Serve
+			h.ServeHTTP(w, r)
+			return
+		}
+		hd.handled.Store(true)
+		if r.TLS == nil {
 			// A TLS connection whose bytes were sniffed or read by the
 			// direct path arrives wrapped: the server cannot see its TLS.
-			if hd := s.lookup(c); hd != nil {
-				r.TLS = hd.tls
-			}
+			r.TLS = hd.tls
 		}
 		h.ServeHTTP(w, r)
 		// A hijacked connection (an upgrade) is the handler's until it
 		// returns; the server reports no close for it.
-		if c != nil {
-			s.hijackDone(c)
-		}
+		s.hijackDone(hd)
 	})
 	go srv.Serve(s.ln)
 	return s
@@ -83,29 +91,43 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 
 // Serve serves conn's requests until it closes, or until ctx is
 // cancelled, which closes it. It owns conn. state is the TLS connection
-// conn is (or wraps), nil for plain HTTP.
+// conn is (or wraps), nil for plain HTTP. Besides ctx's error, it returns
+// ErrHeaderTimeout for a client that stalled in a request head and a
+// *RefusedError for a request the http.Server refused itself: the
+// client's faults that no request log line shows.
 func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.ConnectionState) error {
+	var pending []byte
 	if s.direct != nil && (state == nil || state.NegotiatedProtocol != "h2") {
-		if conn = s.serveDirect(ctx, conn, state); conn == nil {
-			return ctx.Err()
+		var more bool
+		var err error
+		if pending, more, err = s.serveDirect(ctx, conn, state); !more {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
 		}
 	}
-	h := &handed{done: make(chan struct{}), tls: state}
+	h := &handed{conn: conn, done: make(chan struct{}), tls: state}
+	if _, isTLS := conn.(*tls.Conn); !isTLS || len(pending) > 0 {
+		// A *tls.Conn the direct path did not read keeps its type:
+		// the server speaks HTTP/2 on it when ALPN chose h2.
+		h.conn = &servedConn{Conn: conn, pending: pending, h: h}
+	}
 	s.mu.Lock()
-	s.conns[conn] = h
+	s.conns[h.conn] = h
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		delete(s.conns, conn)
+		delete(s.conns, h.conn)
 		s.mu.Unlock()
 	}()
-	if !s.ln.push(conn) {
+	if !s.ln.push(h.conn) {
 		conn.Close()
 		return net.ErrClosed
 	}
 	select {
 	case <-h.done:
-		return nil
+		return h.noted()
 	case <-ctx.Done():
 		conn.Close()
 		return ctx.Err()
@@ -124,6 +146,10 @@ func (s *HTTPServer) connState(c net.Conn, state http.ConnState) {
 		return
 	}
 	switch state {
+	case http.StateActive:
+		h.requestStarted()
+	case http.StateIdle:
+		h.idle()
 	case http.StateClosed:
 		h.finish()
 	case http.StateHijacked:
@@ -133,13 +159,12 @@ func (s *HTTPServer) connState(c net.Conn, state http.ConnState) {
 	}
 }
 
-func (s *HTTPServer) hijackDone(c net.Conn) {
+func (s *HTTPServer) hijackDone(h *handed) {
 	s.mu.Lock()
-	h := s.conns[c]
-	hijacked := h != nil && h.hijacked
+	hijacked := h.hijacked
 	s.mu.Unlock()
 	if hijacked {
-		c.Close()
+		h.conn.Close()
 		h.finish()
 	}
 }

@@ -142,6 +142,9 @@ func waitErr(t *testing.T, c <-chan error) error {
 	}
 }
 
+// wrappedConn hides the connection it wraps, as a mux.Stream does.
+type wrappedConn struct{ net.Conn }
+
 // A TLS connection handed over wrapped (its bytes were sniffed, or read by
 // the direct path before it fell back) still shows the handler its TLS
 // state, from a real handshake without ALPN, as openssl s_client makes.
@@ -176,7 +179,7 @@ func TestHTTPServerTLSStateOfWrappedConn(t *testing.T) {
 			return
 		}
 		state := tc.ConnectionState()
-		served <- s.Serve(context.Background(), &replayConn{Conn: tc}, &state)
+		served <- s.Serve(context.Background(), wrappedConn{tc}, &state)
 	}()
 	clientConf := certs.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	clientConf.ServerName = "example.com"

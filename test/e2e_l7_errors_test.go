@@ -263,14 +263,16 @@ loop:
 		t.Errorf("backend got %d requests; want 1 (only the normal client's)", backend.Hits())
 	}
 	cl := pm.WaitLog(t, connOf(local), 10*time.Second)
+	checkFields(t, cl, map[string]string{"outcome": "header_timeout"})
 	t.Logf("slow client: got %q; connection line: %s", res.data, cl.Raw)
 }
 
 // TestE2EL7HeaderLimit: http.max_header_bytes at its default (64 KiB). A
 // request with a 32 KiB header field is proxied whole; one with 100 KiB is
 // answered 431 without reaching the upstream, as a connection's first
-// request and after one on a keep-alive connection. HTTP/2 clients are told
-// the limit: Go's refuses to send the large request, and sends the other.
+// request and after one on a keep-alive connection, and the connection's
+// log line says so. HTTP/2 clients are told the limit: Go's refuses to
+// send the large request, and sends the other.
 func TestE2EL7HeaderLimit(t *testing.T) {
 	backend := startL7Backend(t, "web")
 	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
@@ -284,11 +286,21 @@ func TestE2EL7HeaderLimit(t *testing.T) {
 		t.Helper()
 		return rawGet(t, c, br, "web.test", path, "X-Large: "+value).StatusCode
 	}
+	// The refusal is net/http's own; the connection's line tells it.
+	refusedLine := func(t *testing.T, c net.Conn) {
+		t.Helper()
+		cl := pm.WaitLog(t, connOf(c.LocalAddr().String()), 10*time.Second)
+		checkFields(t, cl, map[string]string{"outcome": "bad_request"})
+		if !strings.Contains(cl.Str("error"), "431") {
+			t.Errorf("connection line error %q; want the 431\nline: %s", cl.Str("error"), cl.Raw)
+		}
+	}
 	t.Run("first request", func(t *testing.T) {
 		c, br := rawDial(t, pm.Addr())
 		if got := get(t, c, br, "/big-first", big); got != http.StatusRequestHeaderFieldsTooLarge {
 			t.Errorf("100 KiB header: %d; want 431", got)
 		}
+		refusedLine(t, c)
 		c, br = rawDial(t, pm.Addr())
 		if got := get(t, c, br, "/ok-first", ok); got != http.StatusOK {
 			t.Errorf("32 KiB header: %d; want 200", got)
@@ -305,6 +317,7 @@ func TestE2EL7HeaderLimit(t *testing.T) {
 		if got := get(t, c, br, "/big-second", big); got != http.StatusRequestHeaderFieldsTooLarge {
 			t.Errorf("100 KiB header: %d; want 431", got)
 		}
+		refusedLine(t, c)
 	})
 	t.Run("h2c", func(t *testing.T) {
 		hc := newH2CClient(t, pm.Addr())

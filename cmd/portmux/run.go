@@ -156,11 +156,16 @@ func (t *tcpTarget) result(ctx context.Context, st proxy.Stats, err error) mux.R
 // outcomeOf labels a handler's error for the connection's log line.
 func outcomeOf(ctx context.Context, err error) string {
 	var dialErr *proxy.DialError
+	var refused *proxy.RefusedError
 	switch {
 	case err == nil:
 		return mux.OutcomeOK
 	case errors.As(err, &dialErr):
 		return mux.OutcomeDialFailed
+	case errors.As(err, &refused):
+		return mux.OutcomeBadRequest
+	case errors.Is(err, proxy.ErrHeaderTimeout):
+		return mux.OutcomeHeaderTimeout
 	case errors.Is(err, proxy.ErrIdleTimeout):
 		return mux.OutcomeIdleTimeout
 	case ctx.Err() != nil:
