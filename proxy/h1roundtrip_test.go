@@ -365,8 +365,8 @@ func TestRoundTripClientGoneBeforeSend(t *testing.T) {
 		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			close(entered)
 			<-r.Context().Done()
+			defer close(served) // ServeHTTP aborts the answer (panics) for a gone client
 			p.ServeHTTP(rw, r)
-			close(served)
 		})
 	}, up)
 	t.Cleanup(release)

@@ -131,6 +131,12 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	finished = true
+	if st.status == 499 && rec.status == 0 {
+		// Nothing to answer: the client went away or its upload failed.
+		// Returning would have net/http send an empty 200; the sentinel
+		// panic closes the connection (resets the HTTP/2 stream) instead.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // errResponseAborted is logged for a response cut off while its body was

@@ -31,7 +31,8 @@ type HTTPServer struct {
 
 // handed tracks one connection until the http.Server is done with it.
 type handed struct {
-	conn     net.Conn // as the server sees it
+	conn     net.Conn        // as the server sees it
+	ctx      context.Context // Serve's: ends when the connection is aborted
 	done     chan struct{}
 	once     sync.Once
 	hijacked bool // guarded by HTTPServer.mu
@@ -45,6 +46,24 @@ type handed struct {
 }
 
 func (h *handed) finish() { h.once.Do(func() { close(h.done) }) }
+
+// detach gives an HTTP/1 request a context that a client's half-close
+// does not end. net/http ends a request's context when the connection
+// reads EOF, but over HTTP/1 a FIN may only close the client's sending
+// side: HTTP/1.0 clients and scripts (printf ... | nc -q1) send their
+// request, shut down writing and wait for the answer, which they should
+// get, as HAProxy (without abortonclose) and the direct path give it. A
+// client that left altogether is noticed when its response is written.
+// The context still ends when Serve's does (shutdown grace, abort) and
+// when the handler returns (release).
+func (h *handed) detach(r *http.Request) (*http.Request, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	stop := context.AfterFunc(h.ctx, cancel)
+	return r.WithContext(ctx), func() {
+		stop()
+		cancel()
+	}
+}
 
 type connKey struct{}
 
@@ -75,6 +94,11 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 			return
 		}
 		hd.handled.Store(true)
+		if r.ProtoMajor == 1 {
+			var release func()
+			r, release = hd.detach(r)
+			defer release()
+		}
 		if r.TLS == nil {
 			// A TLS connection whose bytes were sniffed or read by the
 			// direct path arrives wrapped: the server cannot see its TLS.
@@ -107,7 +131,7 @@ func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.Connec
 			return err
 		}
 	}
-	h := &handed{conn: conn, done: make(chan struct{}), tls: state}
+	h := &handed{conn: conn, ctx: ctx, done: make(chan struct{}), tls: state}
 	if _, isTLS := conn.(*tls.Conn); !isTLS || len(pending) > 0 {
 		// A *tls.Conn the direct path did not read keeps its type:
 		// the server speaks HTTP/2 on it when ALPN chose h2.

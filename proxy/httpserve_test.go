@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -200,4 +202,65 @@ func TestHTTPServerTLSStateOfWrappedConn(t *testing.T) {
 	if err := waitErr(t, served); err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
+}
+
+// A client that shuts down its sending side after its request (HTTP/1.0
+// tools, printf ... | nc -q1) still gets the answer, on requests the direct
+// path hands to net/http too, which would otherwise cancel the request at
+// the client's EOF. The upstream takes a moment to answer, so that the
+// EOF comes first.
+func TestHTTPServerHalfClosedClient(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		time.Sleep(100 * time.Millisecond)
+		fmt.Fprintf(w, "%s %s body=%q", r.Method, r.URL.Path, body)
+	}))
+	t.Cleanup(up.Close)
+	w := newProxyWorldOn(t, true, RoundRobin, up)
+	for _, tc := range []struct{ request, want string }{
+		{"GET /ten HTTP/1.0\r\n\r\n", `GET /ten body=""`},
+		{"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", `POST /chunked body="hi"`},
+	} {
+		c, br := dialRaw(t, strings.TrimPrefix(w.url, "http://"))
+		send(t, c, tc.request)
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q, then half-close: %v; want the upstream's answer", tc.request, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != tc.want {
+			t.Errorf("%q, then half-close: %s %q; want 200 %q", tc.request, resp.Status, body, tc.want)
+		}
+	}
+}
+
+// A request the proxy has nothing to answer to (here the client's upload
+// ended early: it closed its side mid-body) gets no answer at all, the
+// connection is closed: not an empty 200, which net/http sends for a
+// handler that writes nothing.
+func TestHTTPServerNoAnswerNoFake200(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(up.Close)
+	bothFronts(t, func(t *testing.T, direct bool) {
+		w := newProxyWorldOn(t, direct, RoundRobin, up)
+		c, _ := dialRaw(t, strings.TrimPrefix(w.url, "http://"))
+		send(t, c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 10))
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(c)
+		if len(got) > 0 {
+			t.Errorf("client got %q; want the connection closed without an answer", got)
+		}
+		waitLogs(t, w.logs, 1)
+		if e := w.logs.FilterMessage("request").All(); len(e) != 1 || e[0].ContextMap()["status"] != int64(499) {
+			t.Errorf("access log %v; want one line with 499", e)
+		}
+	})
 }
