@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -59,20 +58,12 @@ func TestHTTPServerRefusedRequests(t *testing.T) {
 				s := NewHTTPServer(handler, srv, router)
 				t.Cleanup(func() { s.Shutdown(context.Background()) })
 				addr, served := handOver(t, s, context.Background())
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := io.WriteString(c, tc.requests); err != nil {
-					t.Fatal(err)
-				}
-				last := lastStatus(t, bufio.NewReader(c))
-				if last != tc.status {
+				c, br := dialRaw(t, addr)
+				send(t, c, tc.requests)
+				if last := lastStatus(t, br); last != tc.status {
 					t.Errorf("last response %d; want %d", last, tc.status)
 				}
-				err = waitErr(t, served)
+				err := waitErr(t, served)
 				var refused *RefusedError
 				if got := errors.As(err, &refused); got != tc.refused {
 					t.Fatalf("Serve: %v; want a RefusedError: %v", err, tc.refused)
@@ -147,16 +138,8 @@ func TestHTTPServerHeaderTimeout(t *testing.T) {
 				func(*DirectRequest) *HTTPProxy { return p })
 			t.Cleanup(func() { s.Shutdown(context.Background()) })
 			addr, served := handOver(t, s, context.Background())
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.WriteString(c, tc.first); err != nil {
-				t.Fatal(err)
-			}
-			br := bufio.NewReader(c)
+			c, br := dialRaw(t, addr)
+			send(t, c, tc.first)
 			for i := 0; i < tc.responses; i++ {
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
@@ -165,9 +148,7 @@ func TestHTTPServerHeaderTimeout(t *testing.T) {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
-			if _, err := io.WriteString(c, tc.then); err != nil {
-				t.Fatal(err)
-			}
+			send(t, c, tc.then)
 			if err := waitErr(t, served); !errors.Is(err, tc.want) && err != tc.want {
 				t.Fatalf("Serve: %v; want %v", err, tc.want)
 			}
