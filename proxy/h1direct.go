@@ -6,9 +6,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +94,10 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 		if res, err = d.readRequest(first); err != nil {
 			break
 		}
+		if res == headSmuggling {
+			err = d.refuse("both Transfer-Encoding and Content-Length")
+			break
+		}
 		var p *HTTPProxy
 		if res == headOK {
 			p = d.route()
@@ -104,7 +111,8 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	}
 	conn.Close()
 	d.releaseReader()
-	if !errors.Is(err, ErrHeaderTimeout) {
+	var refused *RefusedError
+	if !errors.Is(err, ErrHeaderTimeout) && !errors.As(err, &refused) {
 		err = nil // the end of a connection, not the client's fault
 	}
 	return nil, false, err
@@ -152,6 +160,9 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 			}
 			return headOK, nil
 		}
+		if res == headSmuggling {
+			return res, nil
+		}
 		if res == headUnsupported || d.br.Buffered() == d.br.Size() {
 			return headUnsupported, nil
 		}
@@ -167,6 +178,27 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 		}
 	}
 }
+
+// refuse answers 400 to a request that must not be served, and ends the
+// connection as net/http does: its sending side first, then a moment for
+// the client to read the answer before the close (which unread request
+// bytes would turn into a reset that could destroy it).
+func (d *directConn) refuse(why string) error {
+	const status = http.StatusBadRequest
+	body := "400 bad request: " + why + "\n"
+	d.conn.SetWriteDeadline(time.Now().Add(refuseLinger))
+	io.WriteString(d.conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Connection: close\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	if cw, ok := d.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		d.conn.SetReadDeadline(time.Now().Add(refuseLinger))
+		io.Copy(io.Discard, d.conn)
+	}
+	return &RefusedError{Status: status, Line: http.StatusText(status) + ": " + why}
+}
+
+// refuseLinger is how long refuse waits for the client to read its answer
+// (net/http waits as long).
+const refuseLinger = 500 * time.Millisecond
 
 // abort closes the connection and the upstream connection in use, which
 // ends whatever the connection's goroutine waits for.

@@ -20,6 +20,7 @@ const (
 	headNeedMore    headResult = iota // the head is not complete yet
 	headOK                            // parsed; the direct path can forward it
 	headUnsupported                   // valid or not, net/http must handle it
+	headSmuggling                     // a request no one should take (requestHead.parseRequest)
 )
 
 // maxRequestFields bounds the field lines of a request head the direct
@@ -239,7 +240,11 @@ type requestHead struct {
 // parseRequest parses the request head at the start of b. Only HTTP/1.1
 // requests in origin form with one valid Host, no body or a Content-Length
 // one, and no upgrade, Expect or Transfer-Encoding are headOK; the rest is
-// headUnsupported.
+// headUnsupported, but for an HTTP/1.1 request with both Transfer-Encoding
+// and Content-Length: headSmuggling. RFC 9112 §6.1 lets a server refuse
+// it, and nginx does (400): a proxy in front that framed the body by
+// Content-Length would take the rest for another request. (net/http would
+// take it, going by Transfer-Encoding alone, and keep the connection.)
 func (r *requestHead) parseRequest(b []byte) headResult {
 	r.maxFields = maxRequestFields
 	if res := r.parseFields(b); res != headOK {
@@ -252,7 +257,7 @@ func (r *requestHead) parseRequest(b []byte) headResult {
 	}
 	r.path, _, _ = bytes.Cut(r.target, []byte("?"))
 	r.host, r.contentLength, r.close, r.teTrailers = nil, 0, false, false
-	hosts, lengths := 0, 0
+	hosts, lengths, encoded := 0, 0, false
 	for _, f := range r.fields {
 		switch f.kind {
 		case fieldHost:
@@ -263,13 +268,18 @@ func (r *requestHead) parseRequest(b []byte) headResult {
 			if r.contentLength, ok = parseContentLength(f.value); !ok {
 				return headUnsupported
 			}
-		case fieldTransferEncoding, fieldUpgrade, fieldExpect:
+		case fieldTransferEncoding:
+			encoded = true
+		case fieldUpgrade, fieldExpect:
 			return headUnsupported
 		case fieldTE:
 			r.teTrailers = r.teTrailers || hasToken(f.value, "trailers")
 		}
 	}
-	if hosts != 1 || lengths > 1 || !validHost(r.host) || r.hasConnToken("upgrade") {
+	if encoded && lengths > 0 {
+		return headSmuggling
+	}
+	if encoded || hosts != 1 || lengths > 1 || !validHost(r.host) || r.hasConnToken("upgrade") {
 		return headUnsupported
 	}
 	r.close = r.hasConnToken("close")

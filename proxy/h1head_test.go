@@ -138,6 +138,23 @@ func TestParseRequestNeedMore(t *testing.T) {
 	}
 }
 
+// HTTP/1.1 requests framed both by Transfer-Encoding and Content-Length,
+// whatever the order, case, coding or length, are refused outright.
+func TestParseRequestSmuggling(t *testing.T) {
+	for _, in := range []string{
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: identity\r\ncontent-length: 1\r\n\r\nx",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		var r requestHead
+		if res := r.parseRequest([]byte(in)); res != headSmuggling {
+			t.Errorf("parseRequest(%q) = %d; want headSmuggling", in, res)
+		}
+	}
+}
+
 // Requests the direct path leaves to net/http, complete or not.
 func TestParseRequestUnsupported(t *testing.T) {
 	for _, tc := range []struct{ name, in string }{
@@ -150,7 +167,8 @@ func TestParseRequestUnsupported(t *testing.T) {
 		{"CONNECT origin form", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"},
 		{"h2c preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"},
 		{"Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"},
-		{"Transfer-Encoding identity", "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: identity\r\nContent-Length: 1\r\n\r\nx"},
+		{"Transfer-Encoding identity", "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: identity\r\n\r\nx"},
+		{"HTTP/1.0 with both framings", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\nx"},
 		{"Upgrade", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
 		{"Upgrade field alone", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n"},
 		{"Connection: upgrade", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, UPGRADE\r\n\r\n"},
@@ -554,6 +572,7 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n"))
 	f.Add([]byte("GET /a%20b HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"))
 	f.Add([]byte("GET http://a/ HTTP/1.0\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r requestHead
 		res := r.parseRequest(b)

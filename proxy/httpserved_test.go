@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func TestHTTPServerRefusedRequests(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		requests string
-		status   int // of the last response; 0: the Serve error is nil
+		status   int // of the last response
 		refused  bool
 	}{
 		{"malformed header line", "GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400, true},
@@ -76,6 +77,33 @@ func TestHTTPServerRefusedRequests(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The direct path refuses a request framed both by Transfer-Encoding and
+// Content-Length (RFC 9112 §6.1) with 400 and closes the connection: the
+// request after it is not served, whichever framing would have found it.
+// (net/http would go by Transfer-Encoding and serve both.)
+func TestDirectPathRefusesTwoFramings(t *testing.T) {
+	var served atomic.Int64
+	s := NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		io.Copy(io.Discard, r.Body)
+	}), nil, func(*DirectRequest) *HTTPProxy { return nil })
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	addr, done := handOver(t, s, context.Background())
+	c, br := dialRaw(t, addr)
+	send(t, c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"2\r\nhi\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	if got := lastStatus(t, br); got != http.StatusBadRequest {
+		t.Errorf("last response %d; want only the 400", got)
+	}
+	var refused *RefusedError
+	if err := waitErr(t, done); !errors.As(err, &refused) || refused.Status != http.StatusBadRequest {
+		t.Errorf("Serve: %v; want a RefusedError with 400", err)
+	}
+	if n := served.Load(); n != 0 {
+		t.Errorf("the handler served %d requests; want none", n)
 	}
 }
 
