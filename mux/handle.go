@@ -172,21 +172,7 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 		}
 		return prefix, outcome
 	case HTTP:
-		if IsH2CPreface(prefix) {
-			return prefix, ""
-		}
-		if t.needPath {
-			info.Path = routingPath(requestPath(prefix), true)
-		}
-		if !t.needHost {
-			return prefix, ""
-		}
-		info.hostKnown = true
-		return s.readUntil(raw, prefix, deadline, func(b []byte) bool {
-			host, res := findHost(b)
-			info.Host = host
-			return res != hostNeedMore
-		})
+		return s.completeHTTP(raw, prefix, deadline, t, info)
 	case Unknown:
 		switch {
 		case len(prefix) == 0:
@@ -202,6 +188,33 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 		}
 	}
 	return prefix, ""
+}
+
+// completeHTTP reads an HTTP/1 request's head as far as t's routes need:
+// its request line for path conditions, up to its Host header for host
+// conditions.
+func (s *Server) completeHTTP(conn net.Conn, prefix []byte, deadline time.Time, t *Table, info *Info) ([]byte, string) {
+	if IsH2CPreface(prefix) || !t.needPath && !t.needHost {
+		return prefix, ""
+	}
+	var outcome string
+	if prefix, outcome = s.readUntil(conn, prefix, deadline, func(b []byte) bool {
+		return bytes.Contains(b, []byte("\r\n")) || IsH2CPreface(b)
+	}); outcome != "" || IsH2CPreface(prefix) {
+		return prefix, outcome
+	}
+	if t.needPath {
+		info.Path = routingPath(requestPath(prefix), true)
+	}
+	if !t.needHost {
+		return prefix, ""
+	}
+	info.hostKnown = true
+	return s.readUntil(conn, prefix, deadline, func(b []byte) bool {
+		host, res := findHost(b)
+		info.Host = host
+		return res != hostNeedMore
+	})
 }
 
 // unknownOr returns "" when a fallback route will take the unrecognized

@@ -21,14 +21,15 @@ type Match struct {
 	ALPN []string
 	// Host names for HTTP requests (the Host header, port removed), with
 	// the same wildcard rule as SNI. Lowercase. At connection level the
-	// first request's Host decides; where it cannot be known yet (h2c,
-	// HTTP inside terminated TLS) host conditions pass there, and each
-	// request is routed on its own (LookupRequest).
+	// first request's Host decides. Where it is not known (HTTP/2, and
+	// HTTP/1 inside terminated TLS when no route needs it there), a
+	// PerRequest route's host conditions pass, as each request is routed
+	// on its own (LookupRequest); any other route's fail, since nothing
+	// would check them later.
 	Host []string
 	// Path prefixes for HTTP requests, matching whole segments: "/api"
 	// takes "/api" and "/api/v1", not "/apix". At connection level the
-	// first request's path decides; when it is unknown (HTTP/2), paths are
-	// not checked there, only per request (LookupRequest).
+	// first request's path decides; where it is unknown, as for Host.
 	Path []string
 	// Source prefixes the client address must fall in.
 	Source []netip.Prefix
@@ -86,6 +87,10 @@ type Table struct {
 	routes   []Route
 	needHost bool // some HTTP route matches on Host: read the request headers
 	needPath bool // some HTTP route matches on path: parse the request line
+	// tcpByHead: some route that is not PerRequest matches on Host or
+	// path. Inside terminated TLS, where an HTTP/1 stream's head is read
+	// only for such routes, it is read then.
+	tcpByHead bool
 }
 
 // NewTable builds a table from routes, in order. It keeps routes' slices; the
@@ -99,6 +104,9 @@ func NewTable(routes []Route) *Table {
 		if len(r.Match.Path) > 0 {
 			t.needPath = true
 		}
+		if !r.PerRequest && (len(r.Match.Host) > 0 || len(r.Match.Path) > 0) {
+			t.tcpByHead = true
+		}
 	}
 	return t
 }
@@ -111,27 +119,29 @@ func (t *Table) Routes() []Route {
 // Lookup returns the first route matching info, or nil.
 func (t *Table) Lookup(info *Info) *Route {
 	for i := range t.routes {
-		if t.routes[i].Match.matches(info) {
+		if t.routes[i].Match.matches(info, !t.routes[i].PerRequest) {
 			return &t.routes[i]
 		}
 	}
 	return nil
 }
 
-func (m *Match) matches(info *Info) bool {
+// matches reports whether info meets m. Host and path conditions pass
+// when info does not know them, unless strict.
+func (m *Match) matches(info *Info, strict bool) bool {
 	if len(m.Protocols) > 0 && !slices.Contains(m.Protocols, info.Protocol) {
 		return false
 	}
 	if len(m.SNI) > 0 && !matchName(m.SNI, info.SNI) {
 		return false
 	}
-	if len(m.Host) > 0 && info.hostKnown && !matchName(m.Host, info.Host) {
+	if len(m.Host) > 0 && (info.hostKnown && !matchName(m.Host, info.Host) || !info.hostKnown && strict) {
 		return false
 	}
 	if len(m.ALPN) > 0 && !slices.ContainsFunc(info.ALPN, func(p string) bool { return slices.Contains(m.ALPN, p) }) {
 		return false
 	}
-	if len(m.Path) > 0 && info.Path != "" && !matchPath(m.Path, info.Path) {
+	if len(m.Path) > 0 && (info.Path != "" && !matchPath(m.Path, info.Path) || info.Path == "" && strict) {
 		return false
 	}
 	if len(m.Source) > 0 && !containsAddr(m.Source, info.Client.Addr()) {

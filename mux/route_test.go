@@ -33,8 +33,12 @@ func TestTableLookup(t *testing.T) {
 		{Name: "git", Match: Match{Protocols: []Protocol{TLS}, SNI: []string{"git.example.com"}}},
 		{Name: "h2", Match: Match{Protocols: []Protocol{TLS}, ALPN: []string{"h2"}}},
 		{Name: "wild", Match: Match{Protocols: []Protocol{TLS}, SNI: []string{"*.example.com"}}},
-		{Name: "api", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"api.example.com"}}},
-		{Name: "web", Match: Match{Protocols: []Protocol{HTTP}}},
+		// A relayed route (mode tcp) by host and by path, then in-process
+		// HTTP routes (each request is routed again).
+		{Name: "tcp-host", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"tcp.example.com"}}},
+		{Name: "tcp-path", Match: Match{Protocols: []Protocol{HTTP}, Path: []string{"/tcp"}}},
+		{Name: "api", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"api.example.com"}}, PerRequest: true},
+		{Name: "web", Match: Match{Protocols: []Protocol{HTTP}}, PerRequest: true},
 		{Name: "ftp", Match: Match{Protocols: []Protocol{Silent}}},
 		{Name: "rest", Match: Match{}},
 	})
@@ -53,7 +57,12 @@ func TestTableLookup(t *testing.T) {
 		{"no sni", Info{Protocol: TLS}, "rest"},
 		{"http host", Info{Protocol: HTTP, Host: "api.example.com", hostKnown: true}, "api"},
 		{"http other host", Info{Protocol: HTTP, Host: "www.example.com", hostKnown: true}, "web"},
-		{"http host not known yet (h2c)", Info{Protocol: HTTP}, "api"},
+		{"http host of a relayed route", Info{Protocol: HTTP, Host: "tcp.example.com", hostKnown: true}, "tcp-host"},
+		{"http path of a relayed route", Info{Protocol: HTTP, Host: "x", hostKnown: true, Path: "/tcp/a"}, "tcp-path"},
+		// Unknown host and path (h2c): a relayed route cannot check its
+		// conditions later and does not take the connection; an
+		// in-process one does (its requests are routed one by one).
+		{"http host and path not known (h2c)", Info{Protocol: HTTP}, "api"},
 		{"silent", Info{Protocol: Silent}, "ftp"},
 		{"unknown", Info{Protocol: Unknown}, "rest"},
 	}

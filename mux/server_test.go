@@ -163,9 +163,11 @@ func TestServerRoutesAndDeliversExactBytes(t *testing.T) {
 		{"ssh", "ssh", append([]byte("SSH-2.0-test\r\n"), big...), SSH},
 		{"http host", "api", []byte("POST /x HTTP/1.1\r\nHost: API.test:443\r\nContent-Length: 3\r\n\r\nabc"), HTTP},
 		{"http other host", "web", []byte("PATCH /y HTTP/1.1\r\nHost: www.test\r\n\r\n"), HTTP},
-		// No Host in an h2c preface: host conditions pass at connection
-		// level (each request is routed later), so the first HTTP route.
-		{"h2c preface", "api", append([]byte(h2Preface), 0, 0, 0, 4, 0, 0, 0, 0, 0), HTTP},
+		// No Host in an h2c preface: "api" relays the connection (it is
+		// not PerRequest), so nothing would check its host condition
+		// later; the next HTTP route takes it (TestTableLookup covers a
+		// PerRequest one).
+		{"h2c preface", "web", append([]byte(h2Preface), 0, 0, 0, 4, 0, 0, 0, 0, 0), HTTP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -56,6 +56,17 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 			return wire(Result{Outcome: outcome}), nil, &inner
 		}
 	}
+	if inner.Protocol == HTTP && state.NegotiatedProtocol != "h2" && route.Inner.tcpByHead {
+		// A relayed inner route matches on Host or path: read the head
+		// (in-process HTTP routes alone route each request themselves,
+		// so a connection opened ahead of its first request is not
+		// waited on).
+		var outcome string
+		if prefix, outcome = s.completeHTTP(tc, prefix, time.Now().Add(s.opts.SniffTimeout), route.Inner, &inner); outcome != "" {
+			tc.Close()
+			return wire(Result{Outcome: outcome}), nil, &inner
+		}
+	}
 	r := route.Inner.Lookup(&inner)
 	if r == nil {
 		tc.Close()

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -131,4 +132,63 @@ func TestE2EHTTPSRedirectHTTP(t *testing.T) {
 	if _, _, err := c.getSeen("https://localhost:" + port + "/some/path?q=1"); err != nil {
 		t.Errorf("following the redirect: %v", err)
 	}
+}
+
+// TestE2EHTTPSNestedTCPByHost: inside terminated TLS, relayed (mode tcp)
+// routes chosen by Host. An HTTP/1.1 client, with ALPN or without (as
+// openssl s_client), reaches the route of the Host it sends, each host its
+// own backend. An HTTP/2 client has no Host to route by at connection
+// level: no relayed host route takes it (it is not sent to the first one).
+func TestE2EHTTPSNestedTCPByHost(t *testing.T) {
+	a, b := startL7Backend(t, "a"), startL7Backend(t, "b")
+	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+  - name: site
+    match: {protocol: tls, sni: [localhost]}
+    tls: terminate
+    routes:
+      - name: tcp-a
+        match: {protocol: http, host: [a.test]}
+        to: %s
+      - name: tcp-b
+        match: {protocol: http, host: [b.test]}
+        to: %s
+`, a.Addr(), b.Addr())
+	pm := startPortmux(t, yaml)
+	pm.WaitLog(t, certObtained("localhost"), time.Minute)
+	roots := poolFromPEM(t, portmuxTrust(t, yaml))
+	base := "https://localhost:" + portOf(t, pm.Addr())
+
+	t.Run("HTTP/1.1 with ALPN", func(t *testing.T) {
+		c := newHTTPSClient(t, pm.Addr(), roots, false)
+		for _, host := range []string{"b.test", "a.test"} {
+			seen, _, err := c.l7Client.getSeen(base+"/by-alpn", host, nil)
+			if err != nil {
+				t.Fatalf("Host %s: %v", host, err)
+			}
+			if want := strings.TrimSuffix(host, ".test"); seen.Backend != want {
+				t.Errorf("Host %s reached backend %q; want %q", host, seen.Backend, want)
+			}
+			c.Tr.CloseIdleConnections() // a relayed connection keeps its first route
+		}
+	})
+	t.Run("HTTP/1.1 without ALPN", func(t *testing.T) {
+		tc, _, err := tlsDial(pm.Addr(), &tls.Config{ServerName: "localhost", RootCAs: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		tc.SetDeadline(time.Now().Add(30 * time.Second))
+		resp := rawGet(t, tc, bufio.NewReader(tc), "b.test", "/no-alpn", "Connection: close")
+		if got := resp.Header.Get("X-Backend-Name"); got != "b" {
+			t.Errorf("Host b.test reached backend %q; want b", got)
+		}
+	})
+	t.Run("HTTP/2", func(t *testing.T) {
+		c := newHTTPSClient(t, pm.Addr(), roots, true)
+		if _, _, err := c.getSeen(base + "/over-h2"); err == nil {
+			t.Fatal("an HTTP/2 request was served; want no route to take the connection")
+		}
+		l := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "connection" && l.Str("alpn_negotiated") == "h2" }, 10*time.Second)
+		checkFields(t, l, map[string]string{"outcome": "no_route", "inner_route": ""})
+	})
 }
