@@ -82,8 +82,9 @@ func TestE2EHTTPSSSHInsideTLS(t *testing.T) {
 
 // TestE2EHTTPSRedirectHTTP: with redirect_http, a plain HTTP request to the same
 // port for one of the route's names gets a 308 to https on that port, path and
-// query kept; the backend sees nothing. On http_listen, whose port speaks no
-// TLS, the redirect goes to the default HTTPS port instead.
+// query kept; the backend sees nothing, also from an h2c client while a
+// relayed route follows. On http_listen, whose port speaks no TLS, the
+// redirect goes to the default HTTPS port instead.
 func TestE2EHTTPSRedirectHTTP(t *testing.T) {
 	backend := startL7Backend(t, "app")
 	plainAddr := closedPort(t)
@@ -93,7 +94,10 @@ func TestE2EHTTPSRedirectHTTP(t *testing.T) {
     tls: terminate
     redirect_http: true
     to: http://%s
-`, backend.Addr())
+  - name: other-plain
+    match: {protocol: http}
+    to: %s
+`, backend.Addr(), backend.Addr())
 	pm := startPortmux(t, yaml)
 	port := portOf(t, pm.Addr())
 	hc := newL7Client(t, pm.Addr(), "")
@@ -110,6 +114,19 @@ func TestE2EHTTPSRedirectHTTP(t *testing.T) {
 			}
 		})
 	}
+	t.Run("h2c", func(t *testing.T) {
+		// No Host before the first request: the connection goes to the
+		// HTTP server (which redirects by each request's :authority), not
+		// to the relayed route after the redirect.
+		resp, body, err := newH2CClient(t, pm.Addr()).do(http.MethodGet, "http://localhost:"+port+"/some/path?q=1", "", nil, nil)
+		if err != nil {
+			t.Fatalf("h2c GET: %v", err)
+		}
+		want := "https://localhost:" + port + "/some/path?q=1"
+		if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+			t.Errorf("got %s Location %q (body %q); want 308 Location %q", resp.Status, resp.Header.Get("Location"), body, want)
+		}
+	})
 	t.Run("on http_listen", func(t *testing.T) {
 		plain := newL7Client(t, plainAddr, "")
 		resp, body, err := plain.do(http.MethodGet, "http://localhost:"+portOf(t, plainAddr)+"/some/path?q=1", "", nil, nil)

@@ -62,7 +62,7 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 			// First, so that these names' plain requests are redirected
 			// whatever HTTP route follows.
 			name := r.Name + ":redirect"
-			routes = append(routes, mux.Route{Name: name, Handler: plainHandoff,
+			routes = append(routes, mux.Route{Name: name, Handler: plainHandoff, PerRequest: true,
 				Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}, Host: r.Match.SNI}})
 			l7[name] = http.HandlerFunc(proxy.RedirectHTTPS)
 		}
@@ -146,7 +146,7 @@ const implicitRouteName = ":http"
 // implicitHTTPRoute takes the HTTP connections no route took, for the
 // in-process router to answer.
 func implicitHTTPRoute(h mux.Handler) mux.Route {
-	return mux.Route{Name: implicitRouteName, Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}}, Handler: h}
+	return mux.Route{Name: implicitRouteName, Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}}, Handler: h, PerRequest: true}
 }
 
 // httpServer starts an in-process HTTP server (HTTP/1.1, h2 over TLS by
