@@ -140,25 +140,21 @@ func findHost(b []byte) (string, hostResult) {
 			return "", hostAbsent
 		}
 		if len(line) > 5 && line[4] == ':' && bytes.EqualFold(line[:4], []byte("host")) {
-			return normalizeHost(string(bytes.TrimSpace(line[5:]))), hostFound
+			return HostName(string(bytes.TrimSpace(line[5:]))), hostFound
 		}
 		rest = rest[eol+2:]
 	}
 }
 
 // HostName is the host name a Host header value (or :authority) names, as
-// routes compare it: in lower case, without port, IPv6 brackets or the
-// trailing dot of a fully qualified name.
-func HostName(host string) string { return normalizeHost(host) }
-
-// normalizeHost lowercases a Host value and strips its port, keeping IPv6
-// literals' brackets out, and the trailing dot of a fully qualified name:
+// routes compare it: lowercased, without port, IPv6 literals' brackets, or
+// the trailing dot of a fully qualified name:
 // upstreams such as nginx serve "admin.example." as "admin.example", so a
 // route for the latter must take it too, or its access rules could be
 // passed by adding a dot. A host already in lower case is returned as a
 // substring of h: every HTTP/2 request is routed through here, and most
 // hosts are sent in lower case (allocations measured per request).
-func normalizeHost(h string) string {
+func HostName(h string) string {
 	if strings.HasPrefix(h, "[") {
 		if i := strings.IndexByte(h, ']'); i > 0 {
 			return strings.ToLower(h[1:i])

@@ -92,8 +92,8 @@ func TestNormalizeHostAllocations(t *testing.T) {
 		{"App.Example.TEST.:80", "app.example.test", 1},
 	} {
 		var got string
-		if n := testing.AllocsPerRun(100, func() { got = normalizeHost(tt.in) }); n != tt.allocs || got != tt.want {
-			t.Errorf("normalizeHost(%q) = %q with %v allocations; want %q with %v", tt.in, got, n, tt.want, tt.allocs)
+		if n := testing.AllocsPerRun(100, func() { got = HostName(tt.in) }); n != tt.allocs || got != tt.want {
+			t.Errorf("HostName(%q) = %q with %v allocations; want %q with %v", tt.in, got, n, tt.want, tt.allocs)
 		}
 	}
 }

@@ -162,7 +162,7 @@ func (t *Table) LookupRequest(r *http.Request) *Route {
 // sent), decoded path, client and TLS connection (nil on plain HTTP). Path
 // conditions see the path with its dot segments resolved (routingPath).
 func (t *Table) LookupHTTP(host, path string, client netip.AddrPort, state *tls.ConnectionState) *Route {
-	info := Info{Protocol: HTTP, Host: normalizeHost(host), hostKnown: true, Path: routingPath(path, false), Client: client, Terminated: state != nil}
+	info := Info{Protocol: HTTP, Host: HostName(host), hostKnown: true, Path: routingPath(path, false), Client: client, Terminated: state != nil}
 	if state != nil {
 		info.SNI = state.ServerName
 		info.NegotiatedProtocol = state.NegotiatedProtocol
