@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +91,9 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	for first := true; ; first = false {
 		var res headResult
 		if res, err = d.readRequest(first); err != nil {
+			if !errors.Is(err, ErrHeaderTimeout) {
+				err = nil // the end of a connection, not the client's fault
+			}
 			break
 		}
 		if res == headSmuggling {
@@ -111,10 +113,6 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	}
 	conn.Close()
 	d.releaseReader()
-	var refused *RefusedError
-	if !errors.Is(err, ErrHeaderTimeout) && !errors.As(err, &refused) {
-		err = nil // the end of a connection, not the client's fault
-	}
 	return nil, false, err
 }
 
@@ -171,7 +169,7 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 			deadline = true
 		}
 		if _, err := d.br.Peek(d.br.Buffered() + 1); err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if isTimeout(err) {
 				return 0, ErrHeaderTimeout
 			}
 			return 0, err
@@ -185,10 +183,9 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 // bytes would turn into a reset that could destroy it).
 func (d *directConn) refuse(why string) error {
 	const status = http.StatusBadRequest
-	body := "400 bad request: " + why + "\n"
+	d.out = appendErrorResponse(d.out[:0], status, "400 bad request: "+why+"\n", true)
 	d.conn.SetWriteDeadline(time.Now().Add(refuseLinger))
-	io.WriteString(d.conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"+
-		"Connection: close\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	d.conn.Write(d.out)
 	if cw, ok := d.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		d.conn.SetReadDeadline(time.Now().Add(refuseLinger))
 		io.Copy(io.Discard, d.conn)

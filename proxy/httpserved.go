@@ -47,8 +47,7 @@ func (c *servedConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.h.partial.Store(true)
 	}
-	var ne net.Error
-	if err != nil && !c.h.handled.Load() && c.h.partial.Load() && errors.As(err, &ne) && ne.Timeout() {
+	if err != nil && !c.h.handled.Load() && c.h.partial.Load() && isTimeout(err) {
 		// The only read deadlines the server sets outside handlers are
 		// for the next request: its head stopped short. (Bytes of it read
 		// along with the request before sit in the server's buffer,
