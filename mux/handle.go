@@ -197,10 +197,12 @@ func (s *Server) completeHTTP(conn net.Conn, prefix []byte, deadline time.Time, 
 	if IsH2CPreface(prefix) || !t.needPath && !t.needHost {
 		return prefix, ""
 	}
+	// The request line whole first (inside terminated TLS nothing has
+	// been read yet).
 	var outcome string
 	if prefix, outcome = s.readUntil(conn, prefix, deadline, func(b []byte) bool {
-		return bytes.Contains(b, []byte("\r\n")) || IsH2CPreface(b)
-	}); outcome != "" || IsH2CPreface(prefix) {
+		return bytes.Contains(b, []byte("\r\n"))
+	}); outcome != "" {
 		return prefix, outcome
 	}
 	if t.needPath {
