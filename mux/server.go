@@ -202,12 +202,14 @@ func (s *Server) trustedProxy(a net.Addr) *ProxyProtocol {
 	return nil
 }
 
-// refuse closes a connection that was not admitted, counts and logs it.
+// refuse counts and logs a connection that was not admitted, then closes
+// it. Counting comes first so that once the client sees its connection
+// closed, the refusal is already in the metrics (and in tests' observers).
 func (s *Server) refuse(c net.Conn, client netip.AddrPort, reason string) {
-	c.Close()
 	s.opts.Observer.Refused(reason)
 	s.refusals.Info("connection refused", zap.String("reason", reason), zap.String("client", client.String()),
 		zap.String("listener", c.LocalAddr().String()))
+	c.Close()
 }
 
 // acceptLoop takes the connections cmux classified as p.
