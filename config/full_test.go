@@ -73,6 +73,7 @@ func TestFullFile(t *testing.T) {
 				},
 				TLS:          TLSTerminate,
 				RedirectHTTP: true,
+				ALPN:         []string{"h2", "http/1.1"},
 				To:           "http://127.0.0.1:3000/base",
 				PreserveHost: ptr(true),
 				Routes: []Route{

@@ -48,6 +48,12 @@ type Route struct {
 	// HTTP requests whose Host is one of Match.SNI to https.
 	RedirectHTTP bool `koanf:"redirect_http"`
 
+	// ALPN, only on a route that terminates TLS, lists the application
+	// protocols its handshake offers, in order of preference. nil means
+	// the default (see OfferedALPN). acme-tls/1 (ACME TLS-ALPN-01
+	// challenges) is always offered besides and must not be listed.
+	ALPN []string `koanf:"alpn"`
+
 	// Routes, only on a route that terminates TLS, are tried in order on
 	// the decrypted stream; To or Upstreams, if set, take what none of
 	// them matches. Nested routes have the same schema and rules, but may
@@ -246,6 +252,26 @@ func (r Route) IsHTTP() bool {
 
 // Terminates reports whether r terminates TLS.
 func (r Route) Terminates() bool { return r.TLS == TLSTerminate }
+
+// OfferedALPN is the list of application protocols the handshake of r, a
+// route that terminates TLS, offers: ALPN when set; otherwise h2 and
+// http/1.1 when an HTTP route (r itself or a nested one) serves the
+// decrypted requests, which HTTP/2 clients then reach with HTTP/2; and
+// http/1.1 alone when every target relays bytes, since a relayed backend
+// would get HTTP/2 it most likely does not speak.
+func (r Route) OfferedALPN() []string {
+	if r.ALPN != nil {
+		return r.ALPN
+	}
+	served := r.IsHTTP()
+	for _, n := range r.Routes {
+		served = served || n.IsHTTP()
+	}
+	if served {
+		return []string{"h2", "http/1.1"}
+	}
+	return []string{"http/1.1"}
+}
 
 // PreservesHost reports whether the client's Host header is forwarded:
 // PreserveHost is nil or true.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -167,6 +168,20 @@ func TestRouteProblems(t *testing.T) {
 		{"routes without terminate", withRoutes("", "{name: r, match: {protocol: tls}, to: 'x:1', routes: ["+route+"]}"),
 			`config: routes[0].routes: only allowed with tls: terminate`},
 
+		// Offered ALPN.
+		{"alpn without terminate", withRoutes("", "{name: r, match: {protocol: tls}, to: 'x:1', alpn: [h2]}"),
+			`config: routes[0].alpn: only allowed with tls: terminate (to match on the client's protocols, use match.alpn)`},
+		{"nested alpn", withRoutes("", term("t", "", "{name: n, match: {protocol: http}, to: 'x:1', alpn: [h2]}")),
+			`config: routes[0].routes[0].alpn: not allowed in a nested route (the outer route's handshake offers it)`},
+		{"empty alpn", withRoutes("", term("t", "to: 'x:1', alpn: [], ")),
+			`config: routes[0].alpn: empty list (leave alpn out for the default)`},
+		{"empty alpn name", withRoutes("", term("t", "to: 'x:1', alpn: [h2, ''], ")),
+			`config: routes[0].alpn[1]: empty protocol name`},
+		{"acme alpn", withRoutes("", term("t", "to: 'x:1', alpn: [acme-tls/1], ")),
+			`config: routes[0].alpn[0]: "acme-tls/1" is reserved: portmux offers it itself for ACME TLS-ALPN-01 challenges`},
+		{"duplicate alpn", withRoutes("", term("t", "to: 'x:1', alpn: [h2, http/1.1, h2], ")),
+			`config: routes[0].alpn[2]: duplicate protocol "h2"`},
+
 		// Nested routes.
 		{"nested terminate", withRoutes("", term("t", "", "{name: n, match: {protocol: tls, sni: [b.example.com]}, to: 'x:1', tls: terminate}")),
 			`config: routes[0].routes[0].tls: terminate is not allowed in a nested route (the stream is already decrypted)`},
@@ -245,6 +260,41 @@ func TestRoutesValid(t *testing.T) {
 			}
 			if got := c.Routes[0].IsHTTP(); got != tt.http {
 				t.Errorf("got IsHTTP %v; want %v", got, tt.http)
+			}
+		})
+	}
+}
+
+// TestOfferedALPN: a terminating route offers HTTP/2 only when portmux's
+// HTTP proxy serves its requests, unless alpn says otherwise.
+func TestOfferedALPN(t *testing.T) {
+	t.Parallel()
+	h2, h1 := []string{"h2", "http/1.1"}, []string{"http/1.1"}
+	tests := []struct {
+		name  string
+		route string
+		want  []string
+	}{
+		{"http target", term("t", "to: 'http://x', "), h2},
+		{"upstreams", term("t", "upstreams: ['http://a:1', 'http://b:1'], "), h2},
+		{"demo", term("t", "to: builtin:demo, "), h2},
+		{"host:port target", term("t", "to: 'x:80', "), h1},
+		{"http url relayed", term("t", "to: 'x:80', mode: tcp, "), h1},
+		{"nested http route", term("t", "to: 'x:22', ", httpRoute+"}"), h2},
+		{"nested relays only", term("t", "", "{name: a, match: {protocol: http, host: [a.test]}, to: 'x:80'}",
+			"{name: s, match: {protocol: ssh}, to: 'x:22'}"), h1},
+		{"set", term("t", "to: 'x:80', alpn: [h2], "), []string{"h2"}},
+		{"set for an http target", term("t", "to: 'http://x', alpn: [http/1.1, imap], "), []string{"http/1.1", "imap"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parse(withRoutes("", tt.route))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Routes[0].OfferedALPN(); !slices.Equal(got, tt.want) {
+				t.Errorf("OfferedALPN() = %q; want %q", got, tt.want)
 			}
 		})
 	}

@@ -37,11 +37,8 @@ func (m *Match) validate(p *problems, path string, terminate bool) {
 	}
 	if only("alpn", len(m.ALPN), ProtocolTLS) {
 		for i, proto := range m.ALPN {
-			switch {
-			case proto == "":
-				p.add(fmt.Sprintf("%s.alpn[%d]", path, i), "empty protocol name")
-			case len(proto) > 255:
-				p.add(fmt.Sprintf("%s.alpn[%d]", path, i), "protocol name longer than 255 bytes")
+			if problem := alpnNameProblem(proto); problem != "" {
+				p.add(fmt.Sprintf("%s.alpn[%d]", path, i), "%s", problem)
 			}
 		}
 	}
@@ -60,4 +57,16 @@ func (m *Match) validate(p *problems, path string, terminate bool) {
 		}
 	}
 	checkSources(p, path+".source", m.Source)
+}
+
+// alpnNameProblem describes what makes proto unusable as a TLS application
+// protocol name (RFC 7301: 1 to 255 bytes), or returns "".
+func alpnNameProblem(proto string) string {
+	switch {
+	case proto == "":
+		return "empty protocol name"
+	case len(proto) > 255:
+		return "protocol name longer than 255 bytes"
+	}
+	return ""
 }

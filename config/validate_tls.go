@@ -221,6 +221,41 @@ func (v *routeCheck) checkTLS(p *problems, r *Route, path string, nested bool) {
 	case !r.Terminates():
 		p.add(path+".redirect_http", "only allowed with tls: %s", TLSTerminate)
 	}
+	checkOfferedALPN(p, r, path, nested)
+}
+
+// acmeTLSProtocol is the ALPN protocol of ACME TLS-ALPN-01 challenges (RFC
+// 8737), which the certificate manager offers on every terminating route.
+const acmeTLSProtocol = "acme-tls/1"
+
+// checkOfferedALPN records the problems of the alpn list a terminating
+// route offers to clients.
+func checkOfferedALPN(p *problems, r *Route, path string, nested bool) {
+	switch {
+	case r.ALPN == nil:
+		return
+	case nested:
+		p.add(path+".alpn", "not allowed in a nested route (the outer route's handshake offers it)")
+		return
+	case !r.Terminates():
+		p.add(path+".alpn", "only allowed with tls: %s (to match on the client's protocols, use match.alpn)", TLSTerminate)
+		return
+	case len(r.ALPN) == 0:
+		p.add(path+".alpn", "empty list (leave alpn out for the default)")
+	}
+	seen := map[string]bool{}
+	for i, proto := range r.ALPN {
+		at := fmt.Sprintf("%s.alpn[%d]", path, i)
+		switch {
+		case alpnNameProblem(proto) != "":
+			p.add(at, "%s", alpnNameProblem(proto))
+		case proto == acmeTLSProtocol:
+			p.add(at, "%q is reserved: portmux offers it itself for ACME TLS-ALPN-01 challenges", proto)
+		case seen[proto]:
+			p.add(at, "duplicate protocol %q", proto)
+		}
+		seen[proto] = true
+	}
 }
 
 // checkNames records the problems of the certificate names of r, a route
