@@ -162,6 +162,7 @@ func TestE2EHTTPSNestedTCPByHost(t *testing.T) {
   - name: site
     match: {protocol: tls, sni: [localhost]}
     tls: terminate
+    alpn: [h2, http/1.1] # h2 too, which by default a relaying route does not offer
     routes:
       - name: tcp-a
         match: {protocol: http, host: [a.test]}

@@ -54,7 +54,8 @@ func (p *pebble) options(t *testing.T, port int) Options {
 }
 
 // TestACMETLSALPN obtains a certificate from Pebble with TLS-ALPN-01
-// answered by handshakes on our own listener.
+// answered by handshakes on our own listener, one that offers clients only
+// http/1.1 (as a relaying route does): acme-tls/1 is offered besides.
 func TestACMETLSALPN(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -64,7 +65,7 @@ func TestACMETLSALPN(t *testing.T) {
 	opts := p.options(t, port)
 	opts.Logger, opts.DisableHTTPChallenge = log, true
 	m := newManager(t, opts)
-	srv := serveTLS(t, lns, m.TLSConfig())
+	srv := serveTLS(t, lns, OfferingALPN(m.TLSConfig(), []string{"http/1.1"}))
 
 	if err := m.ManageSync(ctx, []string{"localhost"}); err != nil {
 		t.Fatalf("ManageSync: %v", err)

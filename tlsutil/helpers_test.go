@@ -159,7 +159,7 @@ func serveHTTP(t *testing.T, lns []net.Listener, h http.Handler) {
 // returns the verified leaf.
 func handshake(addr, serverName string, roots *x509.CertPool) (*x509.Certificate, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
-	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: serverName, RootCAs: roots, NextProtos: []string{"h2"}})
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: serverName, RootCAs: roots, NextProtos: []string{"h2", "http/1.1"}}) // as browsers
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -257,6 +258,14 @@ func (m *Manager) TLSConfig() *tls.Config {
 		NextProtos:     []string{"h2", "http/1.1", acmez.ACMETLS1Protocol},
 		MinVersion:     tls.VersionTLS12,
 	}
+}
+
+// OfferingALPN returns a copy of c, a config from TLSConfig, whose
+// handshakes offer protos, in order of preference, and acme-tls/1.
+func OfferingALPN(c *tls.Config, protos []string) *tls.Config {
+	c = c.Clone()
+	c.NextProtos = append(slices.Clip(protos), acmez.ACMETLS1Protocol)
+	return c
 }
 
 // HTTPChallengeHandler wraps h: ACME HTTP-01 requests for challenges this

@@ -71,7 +71,7 @@ func (a *app) buildGeneration(cfg *config.Config, hash string, certs *tlsutil.Ma
 		route := compileRoute(r)
 		switch {
 		case r.Terminates():
-			route.Terminate = tlsConf
+			route.Terminate = tlsutil.OfferingALPN(tlsConf, r.OfferedALPN())
 			route.Inner = g.innerTable(r)
 		case r.IsHTTP():
 			route.Handler, route.PerRequest = plainHandoff, true
