@@ -159,6 +159,31 @@ func TestFTPActiveRefused(t *testing.T) {
 	r.expect(t, "NOOP", 200)
 }
 
+// TestFTPActiveUnspecified: a client that announces the unspecified address
+// (lftp over loopback sends "EPRT |2|::|port|") means itself: portmux
+// connects to the client's own IP at that port.
+func TestFTPActiveUnspecified(t *testing.T) {
+	w := newFTPWorld(t, 0, nil)
+	r := w.rawClient(t, ftpClientIP)
+	r.login(t)
+	want, _ := ftpSum(ftpPayload(3, 64<<10))
+	if _, _, err := r.active("PORT", "STOR /small.bin", ftpClientIP, ftpPayload(3, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ verb, shown string }{{"EPRT", "::"}, {"EPRT", "0.0.0.0"}, {"PORT", "0.0.0.0"}} {
+		got, peer, err := r.activeShown(tc.verb, "RETR /small.bin", ftpClientIP, netip.MustParseAddr(tc.shown), nil)
+		if err != nil {
+			t.Fatalf("%s naming %s: %v", tc.verb, tc.shown, err)
+		}
+		if got != want || peer != netip.MustParseAddr(ftpFrontIP) {
+			t.Errorf("%s naming %s: digest %s from %s; want %s from %s", tc.verb, tc.shown, got, peer, want, ftpFrontIP)
+		}
+	}
+	if got := w.logs.FilterMessage("ftp data address refused: not the client's own").Len(); got != 0 {
+		t.Errorf("%d refusals logged; want none", got)
+	}
+}
+
 // TestFTPPublicIPv6: PASV cannot name an IPv6 address; EPSV still works.
 func TestFTPPublicIPv6(t *testing.T) {
 	w := newFTPWorld(t, 0, func(f *FTP) { f.PublicAddr = netip.MustParseAddr("2001:db8::21") })

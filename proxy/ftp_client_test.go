@@ -157,15 +157,24 @@ func (r *rawFTP) login(t *testing.T) {
 // the received bytes' digest is returned for RETR, with the address the
 // data connection came from.
 func (r *rawFTP) active(verb, cmd, from string, up io.Reader) (string, netip.Addr, error) {
+	return r.activeShown(verb, cmd, from, netip.Addr{}, up)
+}
+
+// activeShown is active with the listener's address shown as shown in the
+// PORT or EPRT argument (the listener's own when zero).
+func (r *rawFTP) activeShown(verb, cmd, from string, shown netip.Addr, up io.Reader) (string, netip.Addr, error) {
 	ln, err := net.Listen("tcp", from+":0")
 	if err != nil {
 		return "", netip.Addr{}, err
 	}
 	defer ln.Close()
 	at := ln.Addr().(*net.TCPAddr).AddrPort()
-	arg := formatPORT(at)
-	if verb == "EPRT" {
-		arg = formatEPRT(at)
+	if shown.IsValid() {
+		at = netip.AddrPortFrom(shown, at.Port())
+	}
+	arg := formatEPRT(at)
+	if verb == "PORT" {
+		arg = formatPORT(at)
 	}
 	if code, msg, err := r.do(verb + " " + arg); err != nil || code != 200 {
 		return "", netip.Addr{}, fmt.Errorf("%s: %d %q, %v", verb, code, msg, err)

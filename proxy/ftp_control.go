@@ -216,7 +216,8 @@ func (s *ftpSession) passive(code int, reply []byte) error {
 	return s.writeClient([]byte("227 Entering Passive Mode (" + formatPORT(ap) + ")\r\n"))
 }
 
-// activeMode handles PORT and EPRT. The client may only name its own IP:
+// activeMode handles PORT and EPRT. The client may only name its own IP (or
+// the unspecified address, read as its own):
 // anything else would make portmux connect to a third party on the
 // client's behalf (FTP bounce, CERT CA-1997-27). The backend is given a
 // listener of portmux's instead.
@@ -230,6 +231,12 @@ func (s *ftpSession) activeMode(verb, arg string) error {
 		return s.writeClient(replyBadSyntax)
 	}
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	if to.Addr().IsUnspecified() {
+		// lftp connected over loopback announces "EPRT |2|::|port|": the
+		// client means itself, as servers such as vsftpd read it, and its
+		// own address is the only one allowed anyway.
+		to = netip.AddrPortFrom(s.clientIP, to.Port())
+	}
 	if to.Addr() != s.clientIP {
 		s.log.Warn("ftp data address refused: not the client's own", zap.String("command", verb), zap.Stringer("address", to))
 		return s.writeClient(refused)
