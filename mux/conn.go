@@ -109,6 +109,12 @@ type Result struct {
 	Outcome string
 	// Err describes a failure, if any.
 	Err error
+	// Route, set by the handler of a PerRequest route, is the route that
+	// served the connection's first request. The connection line names it
+	// instead of the route the connection was handed to, which was chosen
+	// before any request was read when the Host was not known (HTTP/2, or
+	// HTTP/1.1 inside terminated TLS).
+	Route string
 }
 
 // Outcome labels. The server itself reports those from OutcomeNoRoute on, for

@@ -119,11 +119,15 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 
 // connEnded writes a finished connection's log line and tells the observer.
 func (s *Server) connEnded(at time.Time, info *Info, route *Route, res *Result, inner *Route, iinfo *Info, started bool) {
-	s.logConn(at, info, route, res, inner, iinfo)
-	name := ""
-	if route != nil {
-		name = route.Name
+	name, innerName := route.name(), inner.name()
+	if res.Route != "" { // the route that served the first request
+		if inner != nil {
+			innerName = res.Route
+		} else {
+			name = res.Route
+		}
 	}
+	s.logConn(at, info, name, res, innerName, iinfo)
 	s.opts.Observer.Finished(info, name, started, res, time.Since(at))
 }
 
@@ -260,7 +264,7 @@ func (s *Server) readUntil(raw net.Conn, prefix []byte, deadline time.Time, done
 // logConn writes the connection's one log line: failures of the backend or
 // of portmux at warn, everything else (including clients' own mistakes and
 // idle timeouts) at info, so that a scan of the port cannot flood warnings.
-func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result, inner *Route, iinfo *Info) {
+func (s *Server) logConn(start time.Time, info *Info, route string, res *Result, inner string, iinfo *Info) {
 	outcome := res.Outcome
 	if outcome == "" {
 		outcome = OutcomeOK
@@ -282,8 +286,8 @@ func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result,
 		zap.String("protocol", info.Protocol.String()),
 		zap.String("client", info.Client.String()),
 	)
-	if route != nil {
-		fields = append(fields, zap.String("route", route.Name))
+	if route != "" {
+		fields = append(fields, zap.String("route", route))
 	}
 	if iinfo != nil {
 		fields = append(fields, zap.String("inner_protocol", iinfo.Protocol.String()))
@@ -291,8 +295,8 @@ func (s *Server) logConn(start time.Time, info *Info, route *Route, res *Result,
 			fields = append(fields, zap.String("alpn_negotiated", iinfo.NegotiatedProtocol))
 		}
 	}
-	if inner != nil {
-		fields = append(fields, zap.String("inner_route", inner.Name))
+	if inner != "" {
+		fields = append(fields, zap.String("inner_route", inner))
 	}
 	if res.Backend != "" {
 		fields = append(fields, zap.String("backend", res.Backend))

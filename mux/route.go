@@ -64,6 +64,14 @@ type Route struct {
 	PerRequest bool
 }
 
+// name is r's name, "" for no route.
+func (r *Route) name() string {
+	if r == nil {
+		return ""
+	}
+	return r.Name
+}
+
 // refuses reports whether a connection from client taken by r is closed by
 // r's access control at connection level.
 func (r *Route) refuses(client netip.Addr) bool {

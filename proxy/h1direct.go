@@ -57,6 +57,7 @@ type directConn struct {
 	remote   string
 	clientIP string // for X-Forwarded-For
 	tls      *tls.ConnectionState
+	routes   *RouteNote  // from ctx; nil if none
 	idle     atomic.Bool // waiting for a request: Shutdown may close it
 	// upstream is the upstream connection in use, closed by abort.
 	upstream atomic.Pointer[upstreamConn]
@@ -73,7 +74,7 @@ type directConn struct {
 // the bytes read and not consumed, for the http.Server to serve after
 // them. err is ErrHeaderTimeout when a client stalled in a request head.
 func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.ConnectionState) (pending []byte, more bool, err error) {
-	d := &directConn{s: s, ctx: ctx, conn: conn, tls: state, remote: conn.RemoteAddr().String()}
+	d := &directConn{s: s, ctx: ctx, conn: conn, tls: state, remote: conn.RemoteAddr().String(), routes: routeNoteOf(ctx)}
 	d.client, _ = netip.ParseAddrPort(d.remote)
 	d.clientIP = d.client.Addr().String()
 	if host, _, err := net.SplitHostPort(d.remote); err == nil {

@@ -37,6 +37,7 @@ type handed struct {
 	once     sync.Once
 	hijacked bool // guarded by HTTPServer.mu
 	tls      *tls.ConnectionState
+	routes   *RouteNote // from ctx; nil if none
 
 	// What the server does without a handler (servedConn). Atomics: the
 	// handler, the server's goroutine and its background read touch them.
@@ -131,7 +132,7 @@ func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.Connec
 			return err
 		}
 	}
-	h := &handed{conn: conn, ctx: ctx, done: make(chan struct{}), tls: state}
+	h := &handed{conn: conn, ctx: ctx, done: make(chan struct{}), tls: state, routes: routeNoteOf(ctx)}
 	if _, isTLS := conn.(*tls.Conn); !isTLS || len(pending) > 0 {
 		// A *tls.Conn the direct path did not read keeps its type:
 		// the server speaks HTTP/2 on it when ALPN chose h2.
