@@ -384,3 +384,31 @@ func dialLoopback(t testing.TB, addr string) net.Conn {
 	}
 	return c
 }
+
+// TestResultRoute: a per-request handler's Result.Route (the route of the
+// connection's first request) is what the connection line and the
+// observer name, not the route the connection was handed to.
+func TestResultRoute(t *testing.T) {
+	obs := &recordingObserver{}
+	core, logs := observer.New(zapcore.InfoLevel)
+	srv := NewServer(NewTable([]Route{{Name: "http-guess", PerRequest: true, Match: Match{Protocols: []Protocol{HTTP}},
+		Handler: HandlerFunc(func(ctx context.Context, c *Conn) Result {
+			c.NetConn.Close()
+			return Result{Route: "http-served"}
+		})}}), Options{SniffTimeout: testSniffTimeout, Observer: obs, Logger: zap.New(core)})
+	addr := serveLoopback(t, srv)
+	c := dialLoopback(t, addr)
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	io.Copy(io.Discard, c)
+	c.Close()
+	srv.Shutdown(context.Background())
+	lines := logs.FilterMessage("connection").All()
+	if len(lines) != 1 || lines[0].ContextMap()["route"] != "http-served" {
+		t.Errorf("connection lines %v; want one naming route http-served", lines)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.finished) != 1 || obs.finished[0] != "http-served:" {
+		t.Errorf("observer finished %v; want [http-served:]", obs.finished)
+	}
+}
