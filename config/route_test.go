@@ -180,7 +180,7 @@ func TestRouteProblems(t *testing.T) {
 		{"acme alpn", withRoutes("", term("t", "to: 'x:1', alpn: [acme-tls/1], ")),
 			`config: routes[0].alpn[0]: "acme-tls/1" is reserved: portmux offers it itself for ACME TLS-ALPN-01 challenges`},
 		{"duplicate alpn", withRoutes("", term("t", "to: 'x:1', alpn: [h2, http/1.1, h2], ")),
-			`config: routes[0].alpn[2]: duplicate protocol "h2"`},
+			`config: routes[0].alpn[2]: duplicate protocol "h2" (first at alpn[0])`},
 
 		// Nested routes.
 		{"nested terminate", withRoutes("", term("t", "", "{name: n, match: {protocol: tls, sni: [b.example.com]}, to: 'x:1', tls: terminate}")),

@@ -243,18 +243,18 @@ func checkOfferedALPN(p *problems, r *Route, path string, nested bool) {
 	case len(r.ALPN) == 0:
 		p.add(path+".alpn", "empty list (leave alpn out for the default)")
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for i, proto := range r.ALPN {
 		at := fmt.Sprintf("%s.alpn[%d]", path, i)
-		switch {
-		case alpnNameProblem(proto) != "":
-			p.add(at, "%s", alpnNameProblem(proto))
-		case proto == acmeTLSProtocol:
+		if problem := alpnNameProblem(proto); problem != "" {
+			p.add(at, "%s", problem)
+		} else if proto == acmeTLSProtocol {
 			p.add(at, "%q is reserved: portmux offers it itself for ACME TLS-ALPN-01 challenges", proto)
-		case seen[proto]:
-			p.add(at, "duplicate protocol %q", proto)
+		} else if first, dup := seen[proto]; dup {
+			p.add(at, "duplicate protocol %q (first at alpn[%d])", proto, first)
+		} else {
+			seen[proto] = i
 		}
-		seen[proto] = true
 	}
 }
 
