@@ -181,18 +181,21 @@ func serveL7(ctx context.Context, s *proxy.HTTPServer, c *mux.Conn) mux.Result {
 	// The connection line names the route of the first request, which the
 	// route the mux chose may only guess (HTTP/2: no Host before it).
 	routes := &proxy.RouteNote{}
-	served := proxy.WithRouteNote(ctx, routes)
-	if len(c.Prefix) == 0 {
-		err := s.Serve(served, c.NetConn, state)
-		return mux.Result{Backend: "http", Err: err, Outcome: outcomeOf(ctx, err), Route: routes.Route()}
+	conn := c.NetConn
+	var st *mux.Stream
+	if len(c.Prefix) > 0 {
+		st = c.Stream()
+		conn = st
+		if mux.IsH2CPreface(c.Prefix) { // HTTP/2 in the clear, as over TLS
+			defer st.CoalesceWrites(ctx)()
+		}
 	}
-	st := c.Stream()
-	if mux.IsH2CPreface(c.Prefix) { // HTTP/2 in the clear, as over TLS
-		defer st.CoalesceWrites(ctx)()
+	err := s.Serve(proxy.WithRouteNote(ctx, routes), conn, state)
+	res := mux.Result{Backend: "http", Err: err, Outcome: outcomeOf(ctx, err), Route: routes.Route()}
+	if st != nil {
+		res.Up, res.Down = st.Counts()
 	}
-	err := s.Serve(served, st, state)
-	up, down := st.Counts()
-	return mux.Result{Backend: "http", Up: up, Down: down, Err: err, Outcome: outcomeOf(ctx, err), Route: routes.Route()}
+	return res
 }
 
 // httpRouter routes each request of an in-process HTTP server with its
