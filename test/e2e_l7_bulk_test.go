@@ -13,11 +13,7 @@ import (
 // through the reverse proxy; both ends compare sha256 digests.
 func TestE2EL7LargeBodies(t *testing.T) {
 	backend := startL7Backend(t, "bulk")
-	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
-  - name: bulk
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr()))
+	pm := startOneRoute(t, "bulk", backend)
 	hc := newL7Client(t, pm.Addr(), "")
 	hc.Client.Timeout = 10 * time.Minute // hang guard for -race on 2 cores
 

@@ -275,11 +275,7 @@ loop:
 // send the large request, and sends the other.
 func TestE2EL7HeaderLimit(t *testing.T) {
 	backend := startL7Backend(t, "web")
-	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
-  - name: web
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr()))
+	pm := startOneRoute(t, "web", backend)
 	ok, big := strings.Repeat("a", 32<<10), strings.Repeat("b", 100<<10)
 
 	get := func(t *testing.T, c net.Conn, br *bufio.Reader, path, value string) int {

@@ -2,7 +2,6 @@ package test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,11 +18,7 @@ import (
 // request line.
 func TestE2EL7HalfClose(t *testing.T) {
 	backend := startL7Backend(t, "web")
-	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
-  - name: web
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr()))
+	pm := startOneRoute(t, "web", backend)
 	for _, tc := range []struct {
 		name, request string
 		field         string // of the upstream's JSON answer

@@ -20,11 +20,7 @@ import (
 // read the first), then the stream ends normally.
 func TestE2EL7SSE(t *testing.T) {
 	backend := startL7Backend(t, "sse")
-	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
-  - name: sse
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr()))
+	pm := startOneRoute(t, "sse", backend)
 	hc := newL7Client(t, pm.Addr(), "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // hang guard
 	defer cancel()
@@ -80,11 +76,7 @@ func readEvent(br *bufio.Reader) (string, error) {
 // binary messages through portmux's one port.
 func TestE2EL7WebSocket(t *testing.T) {
 	backend := startL7Backend(t, "ws")
-	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
-  - name: ws
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr()))
+	pm := startOneRoute(t, "ws", backend)
 	var local string
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

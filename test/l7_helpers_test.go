@@ -317,6 +317,17 @@ func numField(l logLine, k string) int {
 	return int(n)
 }
 
+// startOneRoute starts portmux with one HTTP route, name, that takes every
+// HTTP connection to backend.
+func startOneRoute(t testing.TB, name string, backend *l7Backend) *instance {
+	t.Helper()
+	return startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+  - name: %s
+    match: {protocol: http}
+    to: http://%s
+`, name, backend.Addr()))
+}
+
 // l7Header is the start of the configs of the L7 tests: one loopback listener,
 // an admin listener on a port of the kernel's choice (adminListen), debug logs.
 // extra is inserted as top-level YAML before routes.
