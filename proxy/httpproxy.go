@@ -213,9 +213,12 @@ func (p *HTTPProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 // upstream timed out, 413 for an oversized body, 502 otherwise.
 func failureOf(err error) (status int, msg string) {
 	var maxErr *http.MaxBytesError
+	var notSent *notSentError
 	switch {
 	case errors.As(err, &maxErr):
 		return http.StatusRequestEntityTooLarge, "413 request body too large\n"
+	case errors.As(err, &notSent):
+		return http.StatusBadGateway, "502 bad gateway: the upstream cannot take this request\n"
 	case isTimeout(err):
 		return http.StatusGatewayTimeout, "504 gateway timeout: the upstream did not answer in time\n"
 	}

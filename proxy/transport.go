@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 )
 
 // errUpgradeOverHTTP2 is logged for an upgrade request (such as WebSocket)
@@ -15,7 +17,8 @@ var errUpgradeOverHTTP2 = errors.New("an upgrade cannot cross an HTTP/2 upstream
 // when it can (HTTPProxy.roundTrip), else over base, and retries it on
 // another upstream when connecting to the chosen one failed: nothing was
 // sent, so any method is safe to retry. Each failure counts against the
-// upstream's passive health.
+// upstream's passive health, but for those of the client's making: its
+// upload failing, and requests the transport refused to send (sendTrace).
 type retryTransport struct {
 	proxy *HTTPProxy
 	base  http.RoundTripper
@@ -32,6 +35,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body = &upstreamBody{r: req.Body, st: st}
 	}
+	var sent *sendTrace
+	if !direct {
+		sent = &sendTrace{}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), sent.clientTrace()))
+	}
 	var tried []*Upstream
 	for {
 		var resp *http.Response
@@ -39,6 +47,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if direct {
 			resp, err = t.proxy.roundTrip(req, st.upstream)
 		} else {
+			sent.reset()
 			resp, err = t.base.RoundTrip(req)
 		}
 		if err == nil {
@@ -47,6 +56,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if req.Context().Err() != nil {
 			return nil, err // the client went away: no upstream's fault, no retry
+		}
+		if sent != nil && sent.refused(err) {
+			return nil, &notSentError{err}
 		}
 		if st.clientErr == nil {
 			pool.Failed(st.upstream)
@@ -64,6 +76,43 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.URL.Scheme, req.URL.Host = next.URL.Scheme, next.URL.Host
 	}
 }
+
+// sendTrace follows one attempt over the base transport. A request that
+// got a connection but whose head was never written on it was refused by
+// the transport itself: the HTTP/2 transport refuses a header list over
+// the limit the upstream advertised, for one. That is the request's
+// doing, not the upstream's, and must not let a client mark it down.
+type sendTrace struct {
+	// Atomic: the HTTP/2 transport writes requests on its own goroutine.
+	gotConn, wroteHead atomic.Bool
+}
+
+func (s *sendTrace) clientTrace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GotConn:      func(httptrace.GotConnInfo) { s.gotConn.Store(true) },
+		WroteHeaders: func() { s.wroteHead.Store(true) },
+	}
+}
+
+func (s *sendTrace) reset() {
+	s.gotConn.Store(false)
+	s.wroteHead.Store(false)
+}
+
+// refused reports whether the attempt that failed with err was refused
+// before its request was sent.
+func (s *sendTrace) refused(err error) bool {
+	return s.gotConn.Load() && !s.wroteHead.Load() && !isDialError(err)
+}
+
+// notSentError is a request the transport refused to send (sendTrace).
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string {
+	return "the request was refused before it was sent to the upstream: " + e.err.Error()
+}
+
+func (e *notSentError) Unwrap() error { return e.err }
 
 // upstreamBody carries a request body to the upstream. Its Close does
 // nothing: the transport closes the body even when the dial fails, and a
