@@ -48,8 +48,8 @@ func bothFronts(t *testing.T, test func(t *testing.T, direct bool)) {
 	t.Run("direct", func(t *testing.T) { test(t, true) })
 }
 
-// waitLogs waits (10s at most) for n access log lines: the direct path
-// writes a request's line after its response.
+// waitLogs waits (10s at most) for n access log lines: a request's line is
+// written after its response.
 func waitLogs(t *testing.T, logs *observer.ObservedLogs, n int) {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); logs.FilterMessage("request").Len() < n && time.Now().Before(end); {

@@ -77,6 +77,7 @@ func TestRequestRefusedBeforeSending(t *testing.T) {
 	if n := served.Load(); n != 2 {
 		t.Errorf("upstream served %d requests; want 2 (the refused ones never reach it)", n)
 	}
+	waitLogs(t, logs, 2+2*pool.MaxFails)
 	refused := logs.FilterMessage("request").FilterField(zap.Int("status", http.StatusBadGateway)).All()
 	if len(refused) != 2*pool.MaxFails {
 		t.Fatalf("%d 502 access log lines; want %d", len(refused), 2*pool.MaxFails)
