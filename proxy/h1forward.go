@@ -43,7 +43,7 @@ var errNoUpstream = errors.New("no upstream")
 // reports whether the client connection can carry another request.
 func (p *HTTPProxy) forwardDirect(d *directConn) bool {
 	start := time.Now()
-	d.routes.note(&p.Route)
+	d.routes.note(p.Route)
 	req := &d.req
 	d.note = append(append(d.note[:0], req.method...), req.host...)
 	x := directExchange{p: p, d: d, start: start, headReq: string(req.method) == "HEAD"}

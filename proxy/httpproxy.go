@@ -100,7 +100,6 @@ func stateOf(r *http.Request) *reqState {
 // ServeHTTP proxies r and writes one access log line.
 func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	p.noteRoute(r)
 	st := &reqState{client: clientAddr(r)}
 	st.upstream = p.Pool.Pick(st.client, nil)
 	if st.upstream == nil {

@@ -6,11 +6,13 @@ import (
 	"sync/atomic"
 )
 
-// RouteNote learns which route served the first proxied request of a
+// RouteNote learns which route took the first routed request of a
 // connection that HTTPServer.Serve serves: put it in Serve's context with
 // WithRouteNote. A connection handed over before its first request was
 // read (HTTP/2, HTTP/1.1 inside terminated TLS) was routed without knowing
-// its Host, so its log line would otherwise name a guess.
+// its Host, so its log line would otherwise name a guess. The direct path
+// notes the proxy's route; for requests net/http serves, the handler that
+// routes them calls NoteRoute.
 type RouteNote struct{ first atomic.Pointer[string] }
 
 type routeNoteKey struct{}
@@ -20,7 +22,7 @@ func WithRouteNote(ctx context.Context, n *RouteNote) context.Context {
 	return context.WithValue(ctx, routeNoteKey{}, n)
 }
 
-// Route returns the route of the first proxied request, "" before one.
+// Route returns the route of the first routed request, "" before one.
 func (n *RouteNote) Route() string {
 	if p := n.first.Load(); p != nil {
 		return *p
@@ -35,16 +37,18 @@ func routeNoteOf(ctx context.Context) *RouteNote {
 }
 
 // note records route unless a route is noted already; n may be nil.
-func (n *RouteNote) note(route *string) {
+func (n *RouteNote) note(route string) {
 	if n != nil && n.first.Load() == nil {
-		n.first.CompareAndSwap(nil, route)
+		name := route // allocated only for the first request
+		n.first.CompareAndSwap(nil, &name)
 	}
 }
 
-// noteRoute records p's route for the connection r arrived on, when that
-// connection was handed to an HTTPServer by Serve.
-func (p *HTTPProxy) noteRoute(r *http.Request) {
+// NoteRoute records route as the route that took r, for the RouteNote of
+// r's connection when Serve handed that connection to net/http; the first
+// route noted names the connection.
+func NoteRoute(r *http.Request, route string) {
 	if hd, ok := r.Context().Value(connKey{}).(*handed); ok {
-		hd.routes.note(&p.Route)
+		hd.routes.note(route)
 	}
 }

@@ -33,6 +33,7 @@ func TestRouteNote(t *testing.T) {
 	byHost := func(host string) *HTTPProxy { return proxies[host[:1]] } // "a.test", "b.test"; nil otherwise
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := byHost(r.Host); p != nil {
+			NoteRoute(r, p.Route) // as portmux's router does
 			p.ServeHTTP(w, r)
 			return
 		}

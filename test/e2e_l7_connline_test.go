@@ -9,7 +9,8 @@ import (
 // TestE2EL7ConnectionLineRoute: the connection line of an HTTP connection
 // names the route of its first request, also when the connection was handed
 // over before any request was read (h2 and HTTP/1.1 inside terminated TLS,
-// h2c), when portmux could only take the first HTTP route as a guess.
+// h2c), when portmux could only take the first HTTP route as a guess; and
+// whether that route proxies or serves the request itself (builtin:demo).
 func TestE2EL7ConnectionLineRoute(t *testing.T) {
 	a, b := startL7Backend(t, "a"), startL7Backend(t, "b")
 	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
@@ -23,12 +24,18 @@ func TestE2EL7ConnectionLineRoute(t *testing.T) {
       - name: site-b
         match: {protocol: http, host: [b.test]}
         to: http://%[2]s
+      - name: site-demo
+        match: {protocol: http, host: [demo.test]}
+        to: builtin:demo
   - name: web-a
     match: {protocol: http, host: [a.test]}
     to: http://%[1]s
   - name: web-b
     match: {protocol: http, host: [b.test]}
     to: http://%[2]s
+  - name: web-demo
+    match: {protocol: http, host: [demo.test]}
+    to: builtin:demo
 `, a.Addr(), b.Addr())
 	pm := startPortmux(t, yaml)
 	pm.WaitLog(t, certObtained("localhost"), time.Minute)
@@ -37,31 +44,47 @@ func TestE2EL7ConnectionLineRoute(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		client *l7Client
+		client func() *l7Client
 		base   string
+		routes string // the routes' name prefix
 		want   map[string]string
 	}{
-		{"h2 over TLS", newHTTPSClient(t, pm.Addr(), roots, true).l7Client, https,
-			map[string]string{"route": "site", "inner_route": "site-b", "alpn_negotiated": "h2"}},
-		{"HTTP/1.1 over TLS", newHTTPSClient(t, pm.Addr(), roots, false).l7Client, https,
-			map[string]string{"route": "site", "inner_route": "site-b", "alpn_negotiated": "http/1.1"}},
-		{"h2c", newH2CClient(t, pm.Addr()), plain, map[string]string{"route": "web-b"}},
-		{"HTTP/1.1", newL7Client(t, pm.Addr(), ""), plain, map[string]string{"route": "web-b"}},
+		{"h2 over TLS", func() *l7Client { return newHTTPSClient(t, pm.Addr(), roots, true).l7Client }, https,
+			"site-", map[string]string{"route": "site", "alpn_negotiated": "h2"}},
+		{"HTTP/1.1 over TLS", func() *l7Client { return newHTTPSClient(t, pm.Addr(), roots, false).l7Client }, https,
+			"site-", map[string]string{"route": "site", "alpn_negotiated": "http/1.1"}},
+		{"h2c", func() *l7Client { return newH2CClient(t, pm.Addr()) }, plain, "web-", map[string]string{}},
+		{"HTTP/1.1", func() *l7Client { return newL7Client(t, pm.Addr(), "") }, plain, "web-", map[string]string{}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, host := range []string{"b.test", "a.test"} { // one connection, two routes
-				if seen, _, err := tc.client.getSeen(tc.base+"/first", host, nil); err != nil || seen.Backend != host[:1] {
-					t.Fatalf("Host %s: backend %q, %v", host, seen.Backend, err)
+		for _, first := range []string{"b", "demo"} {
+			t.Run(tc.name+", first to "+first, func(t *testing.T) {
+				client := tc.client()
+				for _, host := range []string{first + ".test", "a.test"} { // one connection, two routes
+					if host == "demo.test" {
+						if resp, body, err := client.do("GET", tc.base+"/first", host, nil, nil); err != nil || resp.StatusCode != 200 {
+							t.Fatalf("Host %s: %v %v %q", host, err, resp, body)
+						}
+					} else if seen, _, err := client.getSeen(tc.base+"/first", host, nil); err != nil || seen.Backend != host[:1] {
+						t.Fatalf("Host %s: backend %q, %v", host, seen.Backend, err)
+					}
 				}
-			}
-			tc.client.Tr.CloseIdleConnections()
-			locals := tc.client.Locals()
-			if len(locals) != 1 {
-				t.Fatalf("%d connections; want the one", len(locals))
-			}
-			l := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "connection" && l.Str("client") == locals[0] }, 10*time.Second)
-			tc.want["outcome"] = "ok"
-			checkFields(t, l, tc.want)
-		})
+				client.Tr.CloseIdleConnections()
+				locals := client.Locals()
+				if len(locals) != 1 {
+					t.Fatalf("%d connections; want the one", len(locals))
+				}
+				l := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "connection" && l.Str("client") == locals[0] }, 10*time.Second)
+				want := map[string]string{"outcome": "ok"}
+				for k, v := range tc.want {
+					want[k] = v
+				}
+				if tc.routes == "site-" {
+					want["inner_route"] = tc.routes + first
+				} else {
+					want["route"] = tc.routes + first
+				}
+				checkFields(t, l, want)
+			})
+		}
 	}
 }

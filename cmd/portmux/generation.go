@@ -226,6 +226,7 @@ func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route := h.table.LookupRequest(r); route != nil {
 		if hh := h.handlers[route.Name]; hh != nil {
+			proxy.NoteRoute(r, route.Name)
 			// An address that does not parse is refused by any list
 			// (Admits fails closed).
 			ap, _ := netip.ParseAddrPort(r.RemoteAddr)
