@@ -108,7 +108,7 @@ func TestFullFile(t *testing.T) {
 				Name:          "site",
 				Match:         Match{Protocol: ProtocolHTTP, Path: []string{"/"}},
 				To:            "https://backend.example.com",
-				HealthCheck:   &HealthCheck{Path: "/", Interval: 10 * time.Second, Timeout: 2 * time.Second, Status: 200},
+				HealthCheck:   &HealthCheck{GRPC: true, GRPCService: "app.v1.Orders", Interval: 10 * time.Second, Timeout: 2 * time.Second},
 				UpstreamTLS:   &UpstreamTLS{InsecureSkipVerify: true},
 				UpstreamHTTP2: true,
 			},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,11 +28,14 @@ func routeDefaults(routes any) {
 		if !ok {
 			continue
 		}
-		fill(m["health_check"], map[string]any{
+		hc := map[string]any{
 			"interval": DefaultHealthInterval,
 			"timeout":  healthTimeout(m["health_check"]),
-			"status":   DefaultHealthStatus,
-		})
+		}
+		if !grpcHealthCheck(m["health_check"]) {
+			hc["status"] = DefaultHealthStatus // a gRPC check has no status
+		}
+		fill(m["health_check"], hc)
 		fill(m["passive_health"], map[string]any{
 			"max_fails": DefaultMaxFails,
 			"cooldown":  DefaultCooldown,
@@ -51,6 +55,20 @@ func healthTimeout(section any) any {
 		return d / 2
 	}
 	return DefaultHealthTimeout
+}
+
+// grpcHealthCheck reports whether a health_check section says grpc: true
+// (a YAML boolean, or a string from the environment).
+func grpcHealthCheck(section any) bool {
+	m, _ := section.(map[string]any)
+	switch v := m["grpc"].(type) {
+	case bool:
+		return v
+	case string:
+		b, _ := strconv.ParseBool(v)
+		return b
+	}
+	return false
 }
 
 // fill sets the keys of defs that section lacks, if section is a mapping.

@@ -134,10 +134,19 @@ type Route struct {
 
 // HealthCheck configures active health checks: each upstream is sent
 // GET Path every Interval and is healthy while it answers Status within
-// Timeout.
+// Timeout; or, with GRPC, asked by the standard gRPC health service.
 type HealthCheck struct {
-	// Path is the request path. Required; starts with "/".
+	// Path is the request path. Required unless GRPC; starts with "/".
 	Path string `koanf:"path"`
+
+	// GRPC checks with the gRPC health service's Check call (grpc.health.v1)
+	// instead of GET Path: healthy while it answers SERVING. Only with
+	// upstream_http2; Path and Status are not used.
+	GRPC bool `koanf:"grpc"`
+
+	// GRPCService is the service the Check call asks about; empty asks
+	// about the server as a whole. Only with GRPC.
+	GRPCService string `koanf:"grpc_service"`
 
 	// Interval is the time between checks of one upstream. Default
 	// [DefaultHealthInterval]; must be > 0.
@@ -149,7 +158,7 @@ type HealthCheck struct {
 	Timeout time.Duration `koanf:"timeout"`
 
 	// Status is the expected response status. Default
-	// [DefaultHealthStatus]; must be in [100, 599].
+	// [DefaultHealthStatus] unless GRPC; must be in [100, 599].
 	Status int `koanf:"status"`
 }
 

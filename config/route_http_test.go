@@ -62,6 +62,9 @@ func TestHTTPRouteValid(t *testing.T) {
 		httpRoute + ", upstream_http2: true}",
 		"{name: r, match: {protocol: http, path: [/api/]}, to: 'http://a:1/base', strip_prefix: true}",
 		httpsRoute + ", upstream_http2: true, upstream_tls: {server_name: b.internal}}",
+		httpRoute + ", upstream_http2: true, health_check: {grpc: true}}",
+		httpRoute + ", upstream_http2: true, health_check: {grpc: true, grpc_service: app.v1.Orders, interval: 2s}}",
+		httpRoute + ", upstream_http2: true, health_check: {grpc: false, path: /healthz}}",
 	} {
 		if _, err := parse(withRoutes("", doc)); err != nil {
 			t.Errorf("%s: %v", doc, err)

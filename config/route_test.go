@@ -143,6 +143,16 @@ func TestRouteProblems(t *testing.T) {
 			`config: routes[0].health_check.status: must be between 100 and 599, got 600`},
 		{"health check not a mapping", withRoutes("", httpRoute+", health_check: /healthz}"),
 			`config: routes[0].health_check: want a mapping of keys, got "/healthz"`},
+		{"grpc health check without http2", withRoutes("", httpRoute+", health_check: {grpc: true}}"),
+			`config: routes[0].health_check.grpc: needs upstream_http2: true (gRPC runs over HTTP/2)`},
+		{"grpc health check with a path", withRoutes("", httpRoute+", upstream_http2: true, health_check: {grpc: true, path: /healthz}}"),
+			`config: routes[0].health_check.path: not used with grpc: true (the check is the gRPC health service's Check call)`},
+		{"grpc health check with a status", withRoutes("", httpRoute+", upstream_http2: true, health_check: {grpc: true, status: 200}}"),
+			`config: routes[0].health_check.status: not used with grpc: true (healthy means SERVING)`},
+		{"grpc service without grpc", withRoutes("", httpRoute+", health_check: {path: /, grpc_service: app}}"),
+			`config: routes[0].health_check.grpc_service: only with grpc: true`},
+		{"grpc not a boolean", withRoutes("", httpRoute+", upstream_http2: true, health_check: {grpc: yes please}}"),
+			`config: routes[0].health_check.grpc: want true or false, got "yes please"`},
 		{"health check unknown key", withRoutes("", httpRoute+", health_check: {path: /, every: 1s}}"),
 			`config: routes[0].health_check: unknown key "every"`},
 		{"passive health zero fails", withRoutes("", httpRoute+", passive_health: {max_fails: 0}}"),
@@ -311,11 +321,13 @@ func TestSectionDefaults(t *testing.T) {
 		term("t", "", "{name: n, match: {protocol: http}, to: 'http://x', health_check: {path: /, interval: 30s}, passive_health: {max_fails: 1}}"),
 		// An interval below twice the default timeout halves it.
 		"{name: short, match: {protocol: http}, to: 'http://x', health_check: {path: /, interval: 1s}}",
+		// A gRPC check has no status to default.
+		"{name: grpc, match: {protocol: http}, to: 'http://x', upstream_http2: true, health_check: {grpc: true}}",
 	))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r0, r1, n, short := c.Routes[0], c.Routes[1], c.Routes[2].Routes[0], c.Routes[3]
+	r0, r1, n, short, grpc := c.Routes[0], c.Routes[1], c.Routes[2].Routes[0], c.Routes[3], c.Routes[4]
 	for _, tt := range []struct{ got, want any }{
 		{c.TLS.OnDemand.RateWindow, time.Minute},
 		{*r0.HealthCheck, HealthCheck{Path: "/h", Interval: 10 * time.Second, Timeout: 2 * time.Second, Status: 200}},
@@ -326,6 +338,7 @@ func TestSectionDefaults(t *testing.T) {
 		{*n.HealthCheck, HealthCheck{Path: "/", Interval: 30 * time.Second, Timeout: 2 * time.Second, Status: 200}},
 		{n.PassiveHealth(), PassiveHealth{MaxFails: 1, Cooldown: 10 * time.Second}},
 		{*short.HealthCheck, HealthCheck{Path: "/", Interval: time.Second, Timeout: 500 * time.Millisecond, Status: 200}},
+		{*grpc.HealthCheck, HealthCheck{GRPC: true, Interval: 10 * time.Second, Timeout: 2 * time.Second}},
 	} {
 		if fmt.Sprint(tt.got) != fmt.Sprint(tt.want) {
 			t.Errorf("got %+v; want %+v", tt.got, tt.want)

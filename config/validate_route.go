@@ -216,21 +216,7 @@ func (r *Route) checkHTTP(p *problems, path string) {
 		checkDuration(p, path+".response_header_timeout", *r.ResponseHeaderTimeout, 1, 0)
 	}
 	if hc := r.HealthCheck; hc != nil {
-		hpath := path + ".health_check"
-		switch {
-		case hc.Path == "":
-			p.add(hpath+".path", "missing path")
-		case !strings.HasPrefix(hc.Path, "/"):
-			p.add(hpath+".path", `must start with "/", got %q`, hc.Path)
-		}
-		checkDuration(p, hpath+".interval", hc.Interval, 1, 0)
-		checkDuration(p, hpath+".timeout", hc.Timeout, 1, 0)
-		if hc.Timeout > 0 && hc.Interval > 0 && hc.Timeout >= hc.Interval {
-			p.add(hpath+".timeout", "must be less than interval (%s), got %s", hc.Interval, hc.Timeout)
-		}
-		if hc.Status < 100 || hc.Status > 599 {
-			p.add(hpath+".status", "must be between 100 and 599, got %d", hc.Status)
-		}
+		r.checkHealthCheck(p, path+".health_check", hc)
 	}
 	if r.UpstreamTLS != nil {
 		r.checkUpstreamTLS(p, path+".upstream_tls")
@@ -246,5 +232,38 @@ func (r *Route) checkHTTP(p *problems, path string) {
 			p.add(path+".passive_health.max_fails", "must be at least 1, got %d", ph.MaxFails)
 		}
 		checkDuration(p, path+".passive_health.cooldown", ph.Cooldown, 1, 0)
+	}
+}
+
+// checkHealthCheck checks a route's health_check section, hc, at hpath.
+func (r *Route) checkHealthCheck(p *problems, hpath string, hc *HealthCheck) {
+	switch {
+	case hc.GRPC:
+		if !r.UpstreamHTTP2 {
+			p.add(hpath+".grpc", "needs upstream_http2: true (gRPC runs over HTTP/2)")
+		}
+		if hc.Path != "" {
+			p.add(hpath+".path", "not used with grpc: true (the check is the gRPC health service's Check call)")
+		}
+		if hc.Status != 0 {
+			p.add(hpath+".status", "not used with grpc: true (healthy means SERVING)")
+		}
+	case hc.Path == "":
+		p.add(hpath+".path", "missing path")
+	case !strings.HasPrefix(hc.Path, "/"):
+		p.add(hpath+".path", `must start with "/", got %q`, hc.Path)
+	}
+	if !hc.GRPC {
+		if hc.GRPCService != "" {
+			p.add(hpath+".grpc_service", "only with grpc: true")
+		}
+		if hc.Status < 100 || hc.Status > 599 {
+			p.add(hpath+".status", "must be between 100 and 599, got %d", hc.Status)
+		}
+	}
+	checkDuration(p, hpath+".interval", hc.Interval, 1, 0)
+	checkDuration(p, hpath+".timeout", hc.Timeout, 1, 0)
+	if hc.Timeout > 0 && hc.Interval > 0 && hc.Timeout >= hc.Interval {
+		p.add(hpath+".timeout", "must be less than interval (%s), got %s", hc.Interval, hc.Timeout)
 	}
 }

@@ -13,6 +13,12 @@ type HealthCheck struct {
 	Interval time.Duration // between checks of one upstream
 	Timeout  time.Duration // per check; default Interval/2
 	Status   int           // expected status; default 200
+	// GRPC checks with the standard gRPC health service (grpc.health.v1
+	// Health/Check) instead of GET Path: healthy while it answers SERVING
+	// for GRPCService ("" asks about the server as a whole). The client
+	// must speak HTTP/2 to the upstreams.
+	GRPC        bool
+	GRPCService string
 }
 
 // RunHealthChecks checks every upstream each interval until ctx is done: an
@@ -22,7 +28,7 @@ func (p *Pool) RunHealthChecks(ctx context.Context, hc HealthCheck, client *http
 	if hc.Timeout <= 0 {
 		hc.Timeout = hc.Interval / 2
 	}
-	if hc.Status == 0 {
+	if hc.Status == 0 && !hc.GRPC {
 		hc.Status = http.StatusOK
 	}
 	t := time.NewTicker(hc.Interval)
@@ -54,6 +60,9 @@ func (p *Pool) RunHealthChecks(ctx context.Context, hc HealthCheck, client *http
 func checkOnce(ctx context.Context, client *http.Client, u *Upstream, hc HealthCheck) error {
 	ctx, cancel := context.WithTimeout(ctx, hc.Timeout)
 	defer cancel()
+	if hc.GRPC {
+		return checkGRPC(ctx, client, u, hc.GRPCService)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.URL.JoinPath(hc.Path).String(), nil)
 	if err != nil {
 		return err

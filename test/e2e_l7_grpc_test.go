@@ -39,6 +39,8 @@ func TestE2EL7GRPC(t *testing.T) {
 	other := startGRPCHealth(t, nil) // serves "app" as NOT_SERVING
 	other.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
 	h1only := startL7Backend(t, "h1only") // net/http without h2c
+	serving, notServing := startGRPCHealth(t, nil), startGRPCHealth(t, nil) // behind a gRPC health check
+	notServing.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
 
 	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
   - name: edge
@@ -67,7 +69,12 @@ func TestE2EL7GRPC(t *testing.T) {
     match: {protocol: http, host: [h1only.test]}
     to: http://%[8]s
     upstream_http2: true
-`, plain.addr, secure.addr, ca, plain.addr, plain.addr, other.addr, plain.addr, h1only.Addr())
+  - name: checked
+    match: {protocol: http, host: [checked.test]}
+    upstreams: ["http://%[9]s", "http://%[10]s"]
+    upstream_http2: true
+    health_check: {grpc: true, grpc_service: app, interval: 200ms}
+`, plain.addr, secure.addr, ca, plain.addr, plain.addr, other.addr, plain.addr, h1only.Addr(), serving.addr, notServing.addr)
 	pm := startPortmux(t, yaml)
 
 	for _, tc := range []struct {
@@ -175,6 +182,24 @@ func TestE2EL7GRPC(t *testing.T) {
 		}
 	})
 
+	t.Run("gRPC health check", func(t *testing.T) {
+		// The check asks each upstream's health service about "app": the
+		// one NOT_SERVING is taken out, so round robin sends every call
+		// to the other.
+		pm.WaitLog(t, func(l logLine) bool {
+			return l.Msg() == "upstream health changed" && l.Str("route") == "checked" && l.Str("upstream") == notServing.addr &&
+				strings.Contains(l.Str("error"), "NOT_SERVING")
+		}, 10*time.Second)
+		client := dialGRPC(t, pm.Addr(), "checked.test")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for i := range 6 {
+			if resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "app"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("call %d: %v, %v; want SERVING from the upstream the check keeps", i, resp, err)
+			}
+		}
+	})
+
 	t.Run("upstream without HTTP/2", func(t *testing.T) {
 		// A misconfigured route: its upstream takes HTTP/1.1 only. 502,
 		// with the reason in the request's log line.
@@ -214,6 +239,8 @@ func TestE2EL7GRPC(t *testing.T) {
 	plain.stop()
 	secure.stop()
 	other.stop()
+	serving.stop()
+	notServing.stop()
 }
 
 // grpcHealth is a gRPC server with the standard health service, on

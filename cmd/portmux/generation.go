@@ -309,7 +309,8 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 	p.DialTimeout, p.ResponseHeaderTimeout = g.dialTimeout(r), headerTimeout
 	g.proxies = append(g.proxies, p)
 	if hc := r.HealthCheck; hc != nil {
-		go pool.RunHealthChecks(g.ctx, proxy.HealthCheck{Path: hc.Path, Interval: hc.Interval, Timeout: hc.Timeout, Status: hc.Status},
+		go pool.RunHealthChecks(g.ctx, proxy.HealthCheck{Path: hc.Path, Interval: hc.Interval, Timeout: hc.Timeout, Status: hc.Status,
+			GRPC: hc.GRPC, GRPCService: hc.GRPCService},
 			&http.Client{Transport: tr}, func(u *proxy.Upstream, healthy bool, err error) {
 				g.app.logger.Warn("upstream health changed", zap.String("route", r.Name), zap.String("upstream", u.URL.Host),
 					zap.Bool("healthy", healthy), zap.Error(err))
