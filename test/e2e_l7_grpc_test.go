@@ -39,7 +39,8 @@ func TestE2EL7GRPC(t *testing.T) {
 	other := startGRPCHealth(t, nil) // serves "app" as NOT_SERVING
 	other.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
 	h1only := startL7Backend(t, "h1only") // net/http without h2c
-	serving, notServing := startGRPCHealth(t, nil), startGRPCHealth(t, nil) // behind a gRPC health check
+	// Behind a gRPC health check: one serves "app", the other does not.
+	serving, notServing := startGRPCHealth(t, nil), startGRPCHealth(t, nil)
 	notServing.health.SetServingStatus("app", healthpb.HealthCheckResponse_NOT_SERVING)
 
 	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
