@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strconv"
 	"strings"
 	"time"
 )
@@ -57,18 +56,13 @@ func healthTimeout(section any) any {
 	return DefaultHealthTimeout
 }
 
-// grpcHealthCheck reports whether a health_check section says grpc: true
-// (a YAML boolean, or a string from the environment).
+// grpcHealthCheck reports whether a health_check section says grpc: true.
+// Only a YAML boolean can: the decoder refuses anything else, and the
+// environment cannot reach a route.
 func grpcHealthCheck(section any) bool {
 	m, _ := section.(map[string]any)
-	switch v := m["grpc"].(type) {
-	case bool:
-		return v
-	case string:
-		b, _ := strconv.ParseBool(v)
-		return b
-	}
-	return false
+	grpc, _ := m["grpc"].(bool)
+	return grpc
 }
 
 // fill sets the keys of defs that section lacks, if section is a mapping.

@@ -237,8 +237,7 @@ func (r *Route) checkHTTP(p *problems, path string) {
 
 // checkHealthCheck checks a route's health_check section, hc, at hpath.
 func (r *Route) checkHealthCheck(p *problems, hpath string, hc *HealthCheck) {
-	switch {
-	case hc.GRPC:
+	if hc.GRPC {
 		if !r.UpstreamHTTP2 {
 			p.add(hpath+".grpc", "needs upstream_http2: true (gRPC runs over HTTP/2)")
 		}
@@ -248,12 +247,13 @@ func (r *Route) checkHealthCheck(p *problems, hpath string, hc *HealthCheck) {
 		if hc.Status != 0 {
 			p.add(hpath+".status", "not used with grpc: true (healthy means SERVING)")
 		}
-	case hc.Path == "":
-		p.add(hpath+".path", "missing path")
-	case !strings.HasPrefix(hc.Path, "/"):
-		p.add(hpath+".path", `must start with "/", got %q`, hc.Path)
-	}
-	if !hc.GRPC {
+	} else {
+		switch {
+		case hc.Path == "":
+			p.add(hpath+".path", "missing path")
+		case !strings.HasPrefix(hc.Path, "/"):
+			p.add(hpath+".path", `must start with "/", got %q`, hc.Path)
+		}
 		if hc.GRPCService != "" {
 			p.add(hpath+".grpc_service", "only with grpc: true")
 		}
