@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Docker image end to end: build it, run it with a mounted config in front
 # of backends on this host's loopback, and check what an operator relies on:
-# routing through the container's port, a non-root process, SIGHUP reloads of
+# routing through the container's port, a non-root process, a soft memory limit
+# taken from the container's, SIGHUP reloads of
 # the mounted file (a bad file refused), the HEALTHCHECK, and a drain on
 # `docker stop` that finishes a live connection and exits 0.
 #
@@ -208,7 +209,9 @@ else
   tail -30 "$TMP/build.log" >&2
   fail "image builds"; exit 1
 fi
-docker run -d --name "$CTR" --network host \
+# A memory limit, as an operator would set one: portmux derives its soft
+# memory limit (GOMEMLIMIT) from it.
+docker run -d --name "$CTR" --network host --memory 256m \
   -v "$CFG:/etc/portmux/portmux.yaml:ro" "$IMAGE" >/dev/null
 logs() { docker logs "$CTR" 2>&1; }
 count_logs() { logs | grep -c "$1" || true; }
@@ -232,6 +235,13 @@ check "image runs as a non-root user (Config.User=$user)" \
   bash -c "[ -n '$user' ] && [ '${user%%:*}' != 0 ] && [ '${user%%:*}' != root ]"
 uids=$(docker top "$CTR" -eo pid,uid,args 2>&1 | awk 'NR > 1 && /portmux/ { print $2 }' | sort -u | tr '\n' ' ' || true)
 check "the portmux process runs as uid 65532 (docker top: ${uids:-none})" bash -c "[ '$uids' = '65532 ' ]"
+
+# --- Memory limit --------------------------------------------------------------------
+# 90% of the container's 256 MiB, read from the cgroup (Prometheus prints the
+# bytes as a float).
+memlimit=$(curl -fsS --max-time 10 "http://$ADMIN/metrics" | awk '$1 == "go_gc_gomemlimit_bytes" { printf "%.0f", $2 }' || true)
+check "soft memory limit is 90% of the container's 256 MiB (go_gc_gomemlimit_bytes ${memlimit:-none})" \
+  test "${memlimit:-0}" = 241591910
 
 # --- SIGHUP reload of the mounted file -------------------------------------------------
 # A single-file bind mount follows the inode: rewrite the file in place (not

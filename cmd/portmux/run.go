@@ -50,6 +50,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer logger.Sync()
 	// certmagic and net/http log a few lines through the standard logger.
 	defer zap.RedirectStdLog(logger.Named("stdlog"))()
+	defer tuneMemory(logger)()
 	if *path == "" {
 		logger.Info("no config file given: serving the built-in demo config", zap.String("see", "portmux run -c FILE"))
 	}
