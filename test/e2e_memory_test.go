@@ -22,7 +22,8 @@ routes:
     to: %s
 `, adminListen, startEcho(t).Addr())
 	}
-	memoryLine := func(pm *opsPM) logLine {
+	memoryLine := func(t *testing.T, pm *opsPM) logLine {
+		t.Helper()
 		lines := pm.Find(func(l logLine) bool { return l.Msg() == "memory" })
 		if len(lines) != 1 {
 			t.Fatalf("%d \"memory\" log lines at start; want 1", len(lines))
@@ -37,7 +38,7 @@ routes:
 			os.Unsetenv(v)
 		}
 		pm := startOpsPM(t, config())
-		l := memoryLine(pm)
+		l := memoryLine(t, pm)
 		if got, _ := l.Num("gc_headroom_bytes"); l.Str("gc") != "headroom" || got != 64<<20 {
 			t.Errorf("memory line: want gc headroom, gc_headroom_bytes %d\n%s", 64<<20, l)
 		}
@@ -58,7 +59,7 @@ routes:
 		t.Setenv("GOGC", "150")
 		t.Setenv("GOMEMLIMIT", "512MiB")
 		pm := startOpsPM(t, config())
-		l := memoryLine(pm)
+		l := memoryLine(t, pm)
 		if got := l.Str("gc"); got != "GOGC=150" {
 			t.Errorf("memory line gc = %q; want GOGC=150\n%s", got, l)
 		}
