@@ -12,8 +12,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// How the Go runtime paces its memory, set once at start: a soft memory
-// limit below the container's, and headroom for the collector.
+// How the Go runtime paces its memory: a soft memory limit below the
+// container's, set at start, and headroom for the collector, kept for the
+// live heap while portmux runs.
 //
 // Go's collector, paced by GOGC=100, runs whenever the heap has doubled
 // since the last collection. A proxy's live heap is small (connection
@@ -112,9 +113,9 @@ func paceGC(headroom uint64, interval time.Duration, done <-chan struct{}) {
 // GOGC, would exceed headroom (a live heap under 4 MiB, or 0 before the
 // first collection).
 func gcPercentFor(live, headroom uint64) int {
-	ceiling := headroom * 100 / gcMinHeap
-	if live == 0 {
-		return int(max(ceiling, 100))
+	percent := headroom * 100 / gcMinHeap
+	if live > 0 {
+		percent = min(headroom*100/live, percent)
 	}
-	return int(max(min(headroom*100/live, ceiling), 100))
+	return int(max(percent, 100))
 }
