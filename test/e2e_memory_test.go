@@ -2,14 +2,17 @@ package test
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"strings"
 	"testing"
 )
 
 // TestE2EMemoryTuning checks how the binary paces Go's collector: with no
 // GOGC in its environment it keeps 64 MiB of headroom (GOGC above 100 for
 // its small heap, as /metrics reports it); GOGC and GOMEMLIMIT, when set,
-// are left as the operator set them. The cgroup limit is checked in a
+// are left as the operator set them; AUTOMEMLIMIT=off is obeyed, and one
+// that is no ratio is logged and leaves no limit. The cgroup limit is checked in a
 // container by test/docker.sh.
 func TestE2EMemoryTuning(t *testing.T) {
 	config := func() string {
@@ -74,4 +77,31 @@ routes:
 			t.Errorf("go_gc_gomemlimit_bytes = %g; want %d", got, 512<<20)
 		}
 	})
+	// A bad AUTOMEMLIMIT is logged and costs only the limit; off is obeyed.
+	for _, c := range []struct{ value, want, warning string }{
+		{"abc", "none", "cannot parse AUTOMEMLIMIT: abc"},
+		{"off", "none (AUTOMEMLIMIT=off)", ""},
+	} {
+		t.Run("AUTOMEMLIMIT="+c.value, func(t *testing.T) {
+			for _, v := range []string{"GOGC", "GOMEMLIMIT"} {
+				t.Setenv(v, "")
+				os.Unsetenv(v)
+			}
+			t.Setenv("AUTOMEMLIMIT", c.value)
+			pm := startOpsPM(t, config())
+			l := memoryLine(t, pm)
+			if got := l.Str("memory_limit"); got != c.want || l.Str("gc") != "headroom" {
+				t.Errorf("memory line: want memory_limit %q and gc headroom\n%s", c.want, l)
+			}
+			warned := pm.Find(func(l logLine) bool {
+				return l.Level() == "warn" && l.Msg() == "no soft memory limit set" && strings.Contains(l.Str("error"), c.warning)
+			})
+			if (len(warned) == 1) != (c.warning != "") {
+				t.Errorf("%d \"no soft memory limit set\" warnings; want one only for a bad value", len(warned))
+			}
+			if got := pm.Metrics(t).Get("go_gc_gomemlimit_bytes"); got != math.MaxInt64 {
+				t.Errorf("go_gc_gomemlimit_bytes = %g; want no limit", got)
+			}
+		})
+	}
 }
