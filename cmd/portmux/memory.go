@@ -42,7 +42,7 @@ const (
 // pacing the collector for gcHeadroom until stop is called. It logs one
 // line with the outcome.
 func tuneMemory(logger *zap.Logger) (stop func()) {
-	fields := []zap.Field{memoryLimit(logger)}
+	fields := []zap.Field{applyMemoryLimit(logger)}
 	stop = func() {}
 	if v := os.Getenv("GOGC"); v != "" {
 		fields = append(fields, zap.String("gc", "GOGC="+v))
@@ -60,9 +60,9 @@ func tuneMemory(logger *zap.Logger) (stop func()) {
 	return stop
 }
 
-// memoryLimit applies the cgroup's limit and returns the log field that
+// applyMemoryLimit applies the cgroup's limit and returns the log field that
 // says what the soft limit is and where it came from.
-func memoryLimit(logger *zap.Logger) zap.Field {
+func applyMemoryLimit(logger *zap.Logger) zap.Field {
 	// Empty is unset, as for the runtime (memlimit would skip it).
 	if v := os.Getenv("GOMEMLIMIT"); v != "" {
 		return zap.String("memory_limit", "GOMEMLIMIT="+v)
