@@ -19,10 +19,11 @@ type Stream struct {
 	coalesce      *coalescer // nil: writes go straight to the socket
 }
 
-// Stream returns c as a Stream. Use either the Stream or NetConn and Prefix,
-// not both.
+// Stream returns c as a Stream, reading and writing a TCP socket with raw
+// system calls (RawIO). Use either the Stream or NetConn and Prefix, not
+// both.
 func (c *Conn) Stream() *Stream {
-	return &Stream{Conn: c.NetConn, prefix: c.Prefix, remote: c.remote, local: c.local}
+	return &Stream{Conn: RawIO(c.NetConn), prefix: c.Prefix, remote: c.remote, local: c.local}
 }
 
 // RemoteAddr is the client's address: a PROXY header's when there was one.

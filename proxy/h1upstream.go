@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portmux/portmux/mux"
 )
 
 // Upstream connections of the direct path: kept alive between requests in
@@ -170,7 +172,7 @@ func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idemp
 			if err != nil {
 				return nil, err
 			}
-			uc = &upstreamConn{conn: c}
+			uc = &upstreamConn{conn: mux.RawIO(c)}
 		}
 		uc.attach()
 		inUse.Store(uc)

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -184,8 +185,15 @@ func peek(c net.Conn) (n int, err error, ok bool) {
 		return 0, err, true // closed
 	}
 	rc.Control(func(fd uintptr) {
+		// Raw, as mux.RawIO's reads and writes are: a call that cannot
+		// wait need not be handed to the scheduler.
 		var b [1]byte
-		n, _, err = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if errno != 0 {
+			err = errno
+		} else {
+			n = int(r)
+		}
 	})
 	return n, err, true
 }
