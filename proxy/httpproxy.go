@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 )
 
 // HTTPProxy is the reverse proxy of one HTTP route: it picks an upstream
@@ -146,6 +147,14 @@ var errResponseAborted = errors.New("response aborted: copying its body failed")
 // hop-by-hop headers and the client's X-Forwarded-* and Forwarded headers.
 func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
+	if httpguts.HeaderValuesContainsToken(pr.Out.Header["Upgrade"], "h2c") {
+		// Not passed on: an upstream that switched would speak HTTP/2
+		// with the client through a tunnel, every later request past the
+		// routes (h2c smuggling). The request goes on without it, as
+		// nginx sends it; a 101 then is a bad gateway.
+		pr.Out.Header.Del("Upgrade")
+		pr.Out.Header.Del("Connection")
+	}
 	if p.StripPrefix != nil {
 		// Out's URL is its own copy; In keeps the client's path for the
 		// access log.

@@ -234,6 +234,40 @@ func testHTTPProxyWebSocket(t *testing.T, direct bool) {
 	}
 }
 
+// A client's h2c upgrade is not passed on (h2c smuggling: an upstream that
+// switched would take every later request on the connection past the
+// routes). The request is proxied as a plain one; an upstream that answers
+// 101 all the same is a bad gateway, and nothing is switched.
+func TestHTTPProxyDropsH2CUpgrade(t *testing.T) {
+	for _, switches := range []bool{false, true} {
+		t.Run(fmt.Sprintf("upstream switches unasked %v", switches), func(t *testing.T) {
+			seen := make(chan http.Header, 1)
+			up := rawUpstream(t, answering(func(r *http.Request) string {
+				seen <- r.Header
+				if switches || r.Header.Get("Upgrade") != "" {
+					return "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+				}
+				return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain"
+			}))
+			w := newDirectWorld(t, func(p *HTTPProxy) http.Handler { return p }, up)
+			c, br := dialRaw(t, w.addr)
+			send(t, c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+			resp, body := readResp(t, br, "GET")
+			h := <-seen
+			if got := h.Values("Upgrade"); len(got) > 0 || h.Get("Http2-Settings") != "" || h.Get("Connection") != "" {
+				t.Errorf("the upstream got Upgrade %q, HTTP2-Settings %q, Connection %q; want none",
+					got, h.Get("Http2-Settings"), h.Get("Connection"))
+			}
+			switch {
+			case switches && resp.StatusCode != http.StatusBadGateway:
+				t.Errorf("client got %s %q; want 502", resp.Status, body)
+			case !switches && (resp.StatusCode != 200 || body != "plain"):
+				t.Errorf("client got %s %q; want 200 \"plain\"", resp.Status, body)
+			}
+		})
+	}
+}
+
 // named answers with its own name and counts requests.
 func named(t *testing.T, name string, hits *atomic.Int64) *httptest.Server {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
