@@ -470,15 +470,18 @@ func TestDirectUpstreamErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newDirectWorld(t, nil, tc.upstream(t))
 			c, br := dialRaw(t, w.addr)
+			var body string
 			for range 2 {
 				send(t, c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-				if resp, body := readResp(t, br, "GET"); resp.StatusCode != 502 || !strings.Contains(body, "502") {
+				var resp *http.Response
+				if resp, body = readResp(t, br, "GET"); resp.StatusCode != 502 || !strings.Contains(body, "502") {
 					t.Fatalf("got %d %q", resp.StatusCode, body)
 				}
 			}
+			// bytes counts the error page's body, as for any response.
 			if e := lastLog(t, w); e.Level != zapcore.WarnLevel || e.ContextMap()["status"] != int64(502) ||
-				!strings.Contains(fmt.Sprint(e.ContextMap()["error"]), tc.errText) {
-				t.Fatalf("log: %v %v", e.Level, e.ContextMap())
+				e.ContextMap()["bytes"] != int64(len(body)) || !strings.Contains(fmt.Sprint(e.ContextMap()["error"]), tc.errText) {
+				t.Fatalf("log: %v %v; want status 502, bytes %d", e.Level, e.ContextMap(), len(body))
 			}
 		})
 	}

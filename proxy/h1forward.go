@@ -173,6 +173,7 @@ func (x *directExchange) fail(err error) bool {
 		x.done(err, false)
 		return false
 	}
+	x.bytes = int64(len(msg))
 	x.done(err, false)
 	return !closeClient
 }
