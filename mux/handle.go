@@ -78,8 +78,12 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	started := false
 	switch {
 	case route == nil:
+		var down int64
+		if outcome == OutcomeNoRoute && p == TLS {
+			down = refuseHello(raw, info.SNI)
+		}
 		raw.Close()
-		*res = Result{Outcome: outcome, Up: int64(len(prefix))}
+		*res = Result{Outcome: outcome, Up: int64(len(prefix)), Down: down}
 	case route.refuses(info.Client.Addr()):
 		raw.Close()
 		*res = Result{Outcome: OutcomeDenied, Up: int64(len(prefix))}
@@ -115,6 +119,24 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 		}
 	}
 	s.connEnded(ac.at, info, route, res, inner, iinfo, started)
+}
+
+// refuseHello answers a ClientHello that no route takes with a fatal TLS
+// alert, so that the client reports why instead of an unexpected EOF:
+// unrecognized_name for a name no route serves (RFC 6066 §3),
+// handshake_failure when there was no name. The record says TLS 1.0, as
+// servers write before a version is agreed. It returns the bytes written.
+func refuseHello(raw net.Conn, sni string) int64 {
+	const unrecognizedName, handshakeFailure = 112, 40
+	alert := []byte{21, 3, 1, 0, 2, 2, unrecognizedName} // type alert, version, length 2, fatal
+	if sni == "" {
+		alert[6] = handshakeFailure
+	}
+	// The client waits for an answer; an empty send buffer takes it at
+	// once, and the deadline only bounds the odd full one.
+	raw.SetWriteDeadline(time.Now().Add(time.Second))
+	n, _ := raw.Write(alert)
+	return int64(n)
 }
 
 // connEnded writes a finished connection's log line and tells the observer.

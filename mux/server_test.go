@@ -236,22 +236,26 @@ func TestServerBadInput(t *testing.T) {
 		name    string
 		data    []byte
 		outcome string
+		reply   []byte // before the close
 	}{
-		{"garbage", []byte{0, 0xff, 0x13, 0x37, 'x'}, OutcomeUnrecognized},
-		{"truncated client hello", hello[:20], OutcomeSniffTimeout},
-		{"unknown sni", recordHello(t, "nobody.test", nil), OutcomeNoRoute},
-		{"malformed hello", helloWithSNI(t, "bad name!"), OutcomeBadClientHello},
-		{"oversized request line", append([]byte("GET /"), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized},
-		{"oversized headers before host", append([]byte("GET / HTTP/1.1\r\nX: "), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized},
+		{"garbage", []byte{0, 0xff, 0x13, 0x37, 'x'}, OutcomeUnrecognized, nil},
+		{"truncated client hello", hello[:20], OutcomeSniffTimeout, nil},
+		// A fatal TLS alert: unrecognized_name.
+		{"unknown sni", recordHello(t, "nobody.test", nil), OutcomeNoRoute, []byte{21, 3, 1, 0, 2, 2, 112}},
+		{"malformed hello", helloWithSNI(t, "bad name!"), OutcomeBadClientHello, nil},
+		{"oversized request line", append([]byte("GET /"), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized, nil},
+		{"oversized headers before host", append([]byte("GET / HTTP/1.1\r\nX: "), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := w.dial()
 			c.Write(tt.data) // no half-close: the server must decide alone
-			// Closed with nothing sent back: EOF, or a reset when the server
-			// closed with the client's unread bytes still queued (TCP's rule).
-			if n, err := io.Copy(io.Discard, c); n != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
-				t.Errorf("got %d bytes, %v; want the connection closed", n, err)
+			// Closed with nothing (or the reply) sent back: EOF, or a reset
+			// when the server closed with the client's unread bytes still
+			// queued (TCP's rule).
+			var got bytes.Buffer
+			if _, err := io.Copy(&got, c); !bytes.Equal(got.Bytes(), tt.reply) || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("got %q, %v; want %q and the connection closed", got.Bytes(), err, tt.reply)
 			}
 			f := w.connLog(func(f map[string]any) bool { return f["client"] == c.LocalAddr().String() })
 			if f["outcome"] != tt.outcome {

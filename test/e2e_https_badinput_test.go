@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -92,6 +93,9 @@ func TestE2EHTTPSNoSNI(t *testing.T) {
 				}
 				if isTimeout(err) {
 					t.Fatalf("handshake: %v; want the connection closed, not left hanging", err)
+				}
+				if tc.sni != "" && !strings.Contains(err.Error(), "unrecognized name") {
+					t.Errorf("handshake: %v; want the unrecognized_name alert", err)
 				}
 				cl := pm.WaitLog(t, connOf(local), 10*time.Second)
 				if o := cl.Str("outcome"); o != tc.outcomes[0] && (len(tc.outcomes) < 2 || o != tc.outcomes[1]) {

@@ -2,6 +2,7 @@ package test
 
 import (
 	"crypto/tls"
+	"strings"
 	"testing"
 	"time"
 )
@@ -55,6 +56,9 @@ func TestE2ETLSPassthrough(t *testing.T) {
 		}
 		if isTimeout(err) {
 			t.Fatalf("handshake for c.test: %v; want the connection closed within 10s", err)
+		}
+		if !strings.Contains(err.Error(), "unrecognized name") {
+			t.Errorf("handshake for c.test: %v; want the unrecognized_name alert", err)
 		}
 		l := w.PM.WaitLog(t, connOf(local), 10*time.Second)
 		checkFields(t, l, map[string]string{"protocol": "tls", "sni": "c.test", "outcome": "no_route", "route": ""})
