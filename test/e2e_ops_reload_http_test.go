@@ -162,6 +162,19 @@ func TestE2EOpsReloadEndsKeepAlive(t *testing.T) {
 	if id, err := opsGetID(hc); err != nil || id != two.ID {
 		t.Errorf("keep-alive client after the reload: %q, %v; want the new route's %q", id, err, two.ID)
 	}
+	// Both lines count the config's routes (one), not the table's
+	// implicit route for HTTP's 404 and 421 answers.
+	for _, msg := range []string{"listening", opsMsgReloaded} {
+		lines := pm.Find(func(l logLine) bool { return l.Msg() == msg })
+		if len(lines) == 0 {
+			t.Errorf("no %q line", msg)
+		}
+		for _, l := range lines {
+			if n, _ := l.Num("routes"); n != 1 {
+				t.Errorf("%q line counts %v routes; want 1: %s", msg, n, l)
+			}
+		}
+	}
 }
 
 // webReloadConfig is a config of these reload tests: one loopback

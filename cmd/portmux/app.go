@@ -158,7 +158,7 @@ func (a *app) start(cfg *config.Config, hash string) error {
 
 // serve runs the mux on ln until ln is closed.
 func (a *app) serve(ln net.Listener) {
-	a.logger.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.gen.Load().table.Routes())))
+	a.logger.Info("listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(a.gen.Load().cfg.Routes)))
 	a.serving.Add(1)
 	go func() {
 		defer a.serving.Done()
@@ -248,7 +248,7 @@ func (a *app) reloadLocked() error {
 	a.metrics.setConfig(hash)
 	// Counted before the log line: whoever sees the line sees the count.
 	a.metrics.reloads.WithLabelValues("ok").Inc()
-	a.logger.Info("config reloaded", zap.String("hash", hash), zap.Int("routes", len(g.table.Routes())))
+	a.logger.Info("config reloaded", zap.String("hash", hash), zap.Int("routes", len(g.cfg.Routes)))
 	go a.retire(old, certs)
 	return nil
 }
