@@ -68,76 +68,63 @@ type rawOp struct {
 // Read reads as net.Conn's Read does: io.EOF once the peer has closed,
 // *net.OpError otherwise.
 func (c *rawIOConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, err := c.rd.do(c.rc.Read, p)
-	if err != nil {
-		return n, c.opError("read", err)
-	}
-	if n == 0 {
+	n, err := c.transfer(&c.rd, c.rc.Read, "read", p)
+	if err == nil && n == 0 && len(p) > 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
 
 // Write writes all of p, unless the deadline passes or the connection
 // fails first, as net.Conn's Write does.
 func (c *rawIOConn) Write(p []byte) (int, error) {
+	return c.transfer(&c.wr, c.rc.Write, "write", p)
+}
+
+// transfer runs op's attempt on p through wait (the RawConn's Read or
+// Write, which calls it again each time the socket becomes ready, until it
+// is done), and words a failure as net.Conn's op does.
+func (c *rawIOConn) transfer(op *rawOp, wait func(func(uintptr) bool) error, name string, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := c.wr.do(c.rc.Write, p)
-	if err != nil {
-		return n, c.opError("write", err)
-	}
-	return n, nil
-}
-
-// do runs attempt through wait (the RawConn's Read or Write, which calls it
-// again each time the socket becomes ready, until it is done).
-func (op *rawOp) do(wait func(func(uintptr) bool) error, p []byte) (int, error) {
 	op.mu.Lock()
 	defer op.mu.Unlock()
 	op.buf, op.n, op.errno = p, 0, 0
 	err := wait(op.attempt)
-	n, errno := op.n, op.errno
 	op.buf = nil
-	if err == nil && errno != 0 {
-		err = errno
+	if err == nil && op.errno != 0 {
+		err = op.errno
 	}
-	return n, err
+	if err != nil {
+		return op.n, c.opError(name, err)
+	}
+	return op.n, nil
 }
 
 // read makes one read(2) into buf. It returns false when the socket has
 // nothing to read yet.
 func (op *rawOp) read(fd uintptr) bool {
-	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(op.buf))), uintptr(len(op.buf)))
-		switch errno {
-		case 0:
-			op.n = int(n)
-			return true
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
-		default:
-			op.errno = errno
-			return true
-		}
+	n, errno := rawReadWrite(unix.SYS_READ, fd, op.buf)
+	switch errno {
+	case 0:
+		op.n = n
+	case unix.EAGAIN:
+		return false
+	default:
+		op.errno = errno
 	}
+	return true
 }
 
 // write writes buf's unwritten bytes with write(2). It returns false when
 // the socket's buffer is full.
 func (op *rawOp) write(fd uintptr) bool {
 	for op.n < len(op.buf) {
-		rest := op.buf[op.n:]
-		n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(rest))), uintptr(len(rest)))
+		n, errno := rawReadWrite(unix.SYS_WRITE, fd, op.buf[op.n:])
 		switch errno {
 		case 0:
-			op.n += int(n)
-		case unix.EINTR:
+			op.n += n
 		case unix.EAGAIN:
 			return false
 		default:
@@ -146,6 +133,17 @@ func (op *rawOp) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// rawReadWrite makes the system call trap (read or write) on fd with b,
+// again when a signal interrupted it.
+func rawReadWrite(trap, fd uintptr, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, errno := unix.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		if errno != unix.EINTR {
+			return int(n), errno
+		}
+	}
 }
 
 // opError words err as net.Conn's Read and Write do: a *net.OpError named
