@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -57,9 +58,34 @@ func TestGRPCHealthCheck(t *testing.T) {
 	plainH2C.Start()
 	t.Cleanup(plainH2C.Close)
 	plainURL, _ := url.Parse(plainH2C.URL)
-	h1Only := httptest.NewServer(http.NotFoundHandler())
-	t.Cleanup(h1Only.Close)
-	h1URL, _ := url.Parse(h1Only.URL)
+	// An HTTP/1.1 server's answer to a request in HTTP/2, sent once the
+	// request's HEADERS frame is in: without the races of net/http's
+	// server, which answers the preface alone (the client may not have
+	// sent its request yet) and closes with frames unread (the reset may
+	// reach the client before the answer).
+	h1URL, _ := url.Parse("http://" + listen(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		preface := make([]byte, len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+		if _, err := io.ReadFull(br, preface); err != nil {
+			return
+		}
+		for {
+			var head [9]byte // length (3), type, flags, stream (4)
+			if _, err := io.ReadFull(br, head[:]); err != nil {
+				return
+			}
+			if _, err := br.Discard(int(head[0])<<16 | int(head[1])<<8 | int(head[2])); err != nil {
+				return
+			}
+			if head[3] == 1 { // HEADERS
+				break
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		c.CloseWrite()
+		io.Copy(io.Discard, br) // until the client closes
+	}))
 
 	client := h2cClient(t)
 	for _, tc := range []struct {
