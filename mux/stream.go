@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync/atomic"
 	"time"
+
+	"github.com/portmux/portmux/internal/rawio"
 )
 
 // Stream is a routed connection as one byte stream: reads yield the sniffed
@@ -20,10 +22,10 @@ type Stream struct {
 }
 
 // Stream returns c as a Stream, reading and writing a TCP socket with raw
-// system calls (RawIO). Use either the Stream or NetConn and Prefix, not
+// system calls (rawio.Wrap). Use either the Stream or NetConn and Prefix, not
 // both.
 func (c *Conn) Stream() *Stream {
-	return &Stream{Conn: RawIO(c.NetConn), prefix: c.Prefix, remote: c.remote, local: c.local}
+	return &Stream{Conn: rawio.Wrap(c.NetConn), prefix: c.Prefix, remote: c.remote, local: c.local}
 }
 
 // RemoteAddr is the client's address: a PROXY header's when there was one.

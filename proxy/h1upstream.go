@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/portmux/portmux/mux"
+	"github.com/portmux/portmux/internal/rawio"
 )
 
 // Upstream connections of the direct path: kept alive between requests in
@@ -172,7 +172,7 @@ func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idemp
 			if err != nil {
 				return nil, err
 			}
-			uc = &upstreamConn{conn: mux.RawIO(c)}
+			uc = &upstreamConn{conn: rawio.Wrap(c)}
 		}
 		uc.attach()
 		inUse.Store(uc)

@@ -185,7 +185,7 @@ func peek(c net.Conn) (n int, err error, ok bool) {
 		return 0, err, true // closed
 	}
 	rc.Control(func(fd uintptr) {
-		// Raw, as mux.RawIO's reads and writes are: a call that cannot
+		// Raw, as rawio.Wrap's reads and writes are: a call that cannot
 		// wait need not be handed to the scheduler.
 		var b [1]byte
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)

@@ -1,4 +1,4 @@
-package mux
+package rawio
 
 import (
 	"io"
@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RawIO returns c with its reads and writes made as raw system calls, when
+// Wrap returns c with its reads and writes made as raw system calls, when
 // c is a TCP connection; any other c is returned as it is. The result is a
 // net.Conn like c, which it embeds: deadlines, Close, CloseWrite and
 // SyscallConn are c's own.
@@ -31,7 +31,7 @@ import (
 // The race detector does not see the memory that raw reads and writes
 // touch (syscall.Read and Write tell it), nor the ordering that passing
 // bytes through a socket implies.
-func RawIO(c net.Conn) net.Conn {
+func Wrap(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return c
