@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 
+	"github.com/portmux/portmux/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -11,6 +12,6 @@ import (
 // request: the upstream has neither closed it nor sent anything unasked.
 // It peeks without blocking, one system call.
 func stillOpen(c net.Conn) bool {
-	_, err, ok := peek(c)
+	_, err, ok := rawio.Peek(c)
 	return !ok || errors.Is(err, unix.EAGAIN)
 }

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
+	"github.com/portmux/portmux/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -167,35 +167,8 @@ func (r *relay) spliceOut(rc syscall.RawConn, dst *net.TCPConn, p *pipe) (int64,
 // read. (Not a FIN: once read, EOF peeks forever, and a half-closed
 // connection must still time out.)
 func pendingInput(c net.Conn) bool {
-	n, err, ok := peek(c)
+	n, err, ok := rawio.Peek(c)
 	return ok && err == nil && n > 0
-}
-
-// peek looks at c's next byte without consuming it, without blocking and
-// without touching the poller's state (RawConn.Control, unlike Read, does
-// not reset readiness): n is 1 when a byte waits, 0 with a nil error at
-// EOF; EAGAIN means nothing has come. ok is false when c is no socket.
-func peek(c net.Conn) (n int, err error, ok bool) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return 0, nil, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, err, true // closed
-	}
-	rc.Control(func(fd uintptr) {
-		// Raw, as rawio.Wrap's reads and writes are: a call that cannot
-		// wait need not be handed to the scheduler.
-		var b [1]byte
-		r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		if errno != 0 {
-			err = errno
-		} else {
-			n = int(r)
-		}
-	})
-	return n, err, true
 }
 
 // spliceDir is one direction of a relay whose idle sockets are parked (see

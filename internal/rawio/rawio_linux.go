@@ -146,6 +146,33 @@ func rawReadWrite(trap, fd uintptr, b []byte) (int, syscall.Errno) {
 	}
 }
 
+// Peek looks at c's next byte without consuming it, without blocking and
+// without touching the poller's state (RawConn.Control, unlike Read, does
+// not reset readiness): n is 1 when a byte waits, 0 with a nil error at
+// EOF; EAGAIN means nothing has come. ok is false when c is no socket.
+func Peek(c net.Conn) (n int, err error, ok bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0, nil, false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err, true // closed
+	}
+	rc.Control(func(fd uintptr) {
+		// Raw, as Wrap's reads and writes are: a call that cannot wait
+		// need not be handed to the scheduler.
+		var b [1]byte
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if errno != 0 {
+			err = errno
+		} else {
+			n = int(r)
+		}
+	})
+	return n, err, true
+}
+
 // opError words err as net.Conn's Read and Write do: a *net.OpError named
 // op, whose Err is the poller's (net.ErrClosed, os.ErrDeadlineExceeded) or
 // an *os.SyscallError.

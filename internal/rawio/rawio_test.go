@@ -217,3 +217,35 @@ func TestRawIOLeavesOtherConns(t *testing.T) {
 		t.Errorf("Wrap(net.Pipe end) = %T; want it unchanged", got)
 	}
 }
+
+// Peek tells nothing-yet (EAGAIN), a waiting byte (left to read) and EOF
+// apart without blocking; a conn that is no socket is not ok.
+func TestPeek(t *testing.T) {
+	server, client := rawPair(t)
+	if n, err, ok := Peek(server); !ok || n != 0 || !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("Peek with nothing sent = %d, %v, %v; want EAGAIN", n, err, ok)
+	}
+	client.Write([]byte("x"))
+	deadline := time.Now().Add(10 * time.Second)
+	n, err, ok := Peek(server)
+	for n == 0 && time.Now().Before(deadline) { // loopback delivers at once, but not within the call
+		time.Sleep(time.Millisecond)
+		n, err, ok = Peek(server)
+	}
+	if !ok || n != 1 || err != nil {
+		t.Errorf("Peek with a byte sent = %d, %v, %v; want 1, nil", n, err, ok)
+	}
+	client.Close()
+	if b, err := io.ReadAll(server); string(b) != "x" || err != nil {
+		t.Errorf("read after Peek = %q, %v; want the peeked byte", b, err)
+	}
+	if n, err, ok := Peek(server); !ok || n != 0 || err != nil {
+		t.Errorf("Peek at EOF = %d, %v, %v; want 0, nil", n, err, ok)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, _, ok := Peek(a); ok {
+		t.Error("Peek of a net.Pipe end is ok; want not a socket")
+	}
+}
