@@ -36,10 +36,7 @@ routes:
 
 	t.Run("headroom by default", func(t *testing.T) {
 		// The test's own environment must not decide the outcome.
-		for _, v := range []string{"GOGC", "GOMEMLIMIT", "AUTOMEMLIMIT"} {
-			t.Setenv(v, "") // restored when the test ends
-			os.Unsetenv(v)
-		}
+		unsetEnv(t, "GOGC", "GOMEMLIMIT", "AUTOMEMLIMIT")
 		pm := startOpsPM(t, config())
 		l := memoryLine(t, pm)
 		if got, _ := l.Num("gc_headroom_bytes"); l.Str("gc") != "headroom" || got != 64<<20 {
@@ -83,10 +80,7 @@ routes:
 		{"off", "none (AUTOMEMLIMIT=off)", ""},
 	} {
 		t.Run("AUTOMEMLIMIT="+c.value, func(t *testing.T) {
-			for _, v := range []string{"GOGC", "GOMEMLIMIT"} {
-				t.Setenv(v, "")
-				os.Unsetenv(v)
-			}
+			unsetEnv(t, "GOGC", "GOMEMLIMIT")
 			t.Setenv("AUTOMEMLIMIT", c.value)
 			pm := startOpsPM(t, config())
 			l := memoryLine(t, pm)
@@ -103,5 +97,14 @@ routes:
 				t.Errorf("go_gc_gomemlimit_bytes = %g; want no limit", got)
 			}
 		})
+	}
+}
+
+// unsetEnv unsets the variables for t (and portmux processes it starts);
+// they are restored when t ends.
+func unsetEnv(t *testing.T, vars ...string) {
+	for _, v := range vars {
+		t.Setenv(v, "") // for the restore
+		os.Unsetenv(v)
 	}
 }
