@@ -46,15 +46,16 @@ func TestE2EL7ConnectionLineRoute(t *testing.T) {
 		name   string
 		client func() *l7Client
 		base   string
-		routes string // the routes' name prefix
+		field  string // the log field that names the first request's route
+		prefix string // that route's name, less the first request's host
 		want   map[string]string
 	}{
 		{"h2 over TLS", func() *l7Client { return newHTTPSClient(t, pm.Addr(), roots, true).l7Client }, https,
-			"site-", map[string]string{"route": "site", "alpn_negotiated": "h2"}},
+			"inner_route", "site-", map[string]string{"route": "site", "alpn_negotiated": "h2"}},
 		{"HTTP/1.1 over TLS", func() *l7Client { return newHTTPSClient(t, pm.Addr(), roots, false).l7Client }, https,
-			"site-", map[string]string{"route": "site", "alpn_negotiated": "http/1.1"}},
-		{"h2c", func() *l7Client { return newH2CClient(t, pm.Addr()) }, plain, "web-", map[string]string{}},
-		{"HTTP/1.1", func() *l7Client { return newL7Client(t, pm.Addr(), "") }, plain, "web-", map[string]string{}},
+			"inner_route", "site-", map[string]string{"route": "site", "alpn_negotiated": "http/1.1"}},
+		{"h2c", func() *l7Client { return newH2CClient(t, pm.Addr()) }, plain, "route", "web-", map[string]string{}},
+		{"HTTP/1.1", func() *l7Client { return newL7Client(t, pm.Addr(), "") }, plain, "route", "web-", map[string]string{}},
 	} {
 		for _, first := range []string{"b", "demo"} {
 			t.Run(tc.name+", first to "+first, func(t *testing.T) {
@@ -74,14 +75,9 @@ func TestE2EL7ConnectionLineRoute(t *testing.T) {
 					t.Fatalf("%d connections; want the one", len(locals))
 				}
 				l := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "connection" && l.Str("client") == locals[0] }, 10*time.Second)
-				want := map[string]string{"outcome": "ok"}
+				want := map[string]string{"outcome": "ok", tc.field: tc.prefix + first}
 				for k, v := range tc.want {
 					want[k] = v
-				}
-				if tc.routes == "site-" {
-					want["inner_route"] = tc.routes + first
-				} else {
-					want["route"] = tc.routes + first
 				}
 				checkFields(t, l, want)
 			})
