@@ -209,7 +209,8 @@ func isIdempotent(method []byte) bool {
 // appendRequest appends the request head for upstream u, then the body:
 // hop-by-hop fields removed, Host preserved (or u's), X-Forwarded-For,
 // -Host and -Proto set from the client, or extended when it is a trusted
-// proxy, as HTTPProxy.rewrite does for net/http.
+// proxy, the other X-Forwarded-* and X-Real-IP kept from a trusted proxy
+// only (X-Real-IP set otherwise), as HTTPProxy.rewrite does for net/http.
 func (p *HTTPProxy) appendRequest(dst []byte, d *directConn, u *Upstream) []byte {
 	req := &d.req
 	dst = append(dst, req.method...)
@@ -232,6 +233,10 @@ func (p *HTTPProxy) appendRequest(dst []byte, d *directConn, u *Upstream) []byte
 			dst = append(dst, f.line...)
 		case fieldOther:
 			if len(req.connTokens) == 0 || !req.listedInConnection(f.name) {
+				dst = append(dst, f.line...)
+			}
+		case fieldXForwarded:
+			if trusted && (len(req.connTokens) == 0 || !req.listedInConnection(f.name)) {
 				dst = append(dst, f.line...)
 			}
 		case fieldXFHost:
@@ -268,6 +273,10 @@ func (p *HTTPProxy) appendRequest(dst []byte, d *directConn, u *Upstream) []byte
 		dst = append(dst, "https"...)
 	default:
 		dst = append(dst, "http"...)
+	}
+	if !trusted {
+		dst = append(dst, "\r\nX-Real-IP: "...)
+		dst = append(dst, d.clientIP...)
 	}
 	if req.teTrailers {
 		dst = append(dst, "\r\nTe: trailers"...)

@@ -54,6 +54,7 @@ const (
 	fieldXFF
 	fieldXFHost
 	fieldXFProto
+	fieldXForwarded // any other X-Forwarded-*, and X-Real-IP: from trusted proxies only
 )
 
 // specialFields are the field names the proxy treats specially.
@@ -66,6 +67,7 @@ var specialFields = []struct {
 	{"proxy-authenticate", fieldHopByHop}, {"proxy-authorization", fieldHopByHop}, {"trailer", fieldTrailer},
 	{"te", fieldTE}, {"upgrade", fieldUpgrade}, {"expect", fieldExpect}, {"forwarded", fieldForwarded},
 	{"x-forwarded-for", fieldXFF}, {"x-forwarded-host", fieldXFHost}, {"x-forwarded-proto", fieldXFProto},
+	{"x-real-ip", fieldXForwarded},
 }
 
 // kindOf classifies a field name (case-insensitive).
@@ -74,6 +76,9 @@ func kindOf(name []byte) fieldKind {
 		if len(name) == len(f.name) && bytes.EqualFold(name, []byte(f.name)) {
 			return f.kind
 		}
+	}
+	if len(name) > len(xForwardedPrefix) && bytes.EqualFold(name[:len(xForwardedPrefix)], []byte(xForwardedPrefix)) {
+		return fieldXForwarded
 	}
 	return fieldOther
 }

@@ -444,12 +444,13 @@ func forwarded(t *testing.T, p *HTTPProxy, d *directConn) (string, *http.Request
 
 func TestAppendRequest(t *testing.T) {
 	spoofed := "GET /p?q=1 HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-For: 6.6.6.6\r\nx-forwarded-for: 7.7.7.7\r\n" +
-		"X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Case:  MiXeD\tvalue \r\n\r\n"
+		"X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Case:  MiXeD\tvalue \r\n" +
+		"X-Real-IP: 6.6.6.6\r\nx-forwarded-port: 8443\r\nX-Forwarded-Prefix: /evil\r\nX-Forwarded-: odd\r\n\r\n"
 	t.Run("untrusted client: X-Forwarded-* replaced", func(t *testing.T) {
 		p := &HTTPProxy{PreserveHost: true}
 		out, req, _ := forwarded(t, p, testDirectConn(t, spoofed, "192.0.2.1:1234", false))
-		want := "GET /p?q=1 HTTP/1.1\r\nHost: app.example.com\r\nX-Case:  MiXeD\tvalue \r\nX-Forwarded-For: 192.0.2.1\r\n" +
-			"X-Forwarded-Host: app.example.com\r\nX-Forwarded-Proto: http\r\n\r\n"
+		want := "GET /p?q=1 HTTP/1.1\r\nHost: app.example.com\r\nX-Case:  MiXeD\tvalue \r\nX-Forwarded-: odd\r\nX-Forwarded-For: 192.0.2.1\r\n" +
+			"X-Forwarded-Host: app.example.com\r\nX-Forwarded-Proto: http\r\nX-Real-IP: 192.0.2.1\r\n\r\n"
 		if out != want {
 			t.Errorf("got\n%q\nwant\n%q", out, want)
 		}
@@ -468,10 +469,13 @@ func TestAppendRequest(t *testing.T) {
 		p := &HTTPProxy{PreserveHost: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
 		_, req, _ := forwarded(t, p, testDirectConn(t, spoofed, "192.0.2.1:1234", false))
 		for h, want := range map[string]string{
-			"X-Forwarded-For":   "6.6.6.6, 7.7.7.7, 192.0.2.1",
-			"X-Forwarded-Host":  "evil.example",
-			"X-Forwarded-Proto": "https",
-			"Forwarded":         "",
+			"X-Forwarded-For":    "6.6.6.6, 7.7.7.7, 192.0.2.1",
+			"X-Forwarded-Host":   "evil.example",
+			"X-Forwarded-Proto":  "https",
+			"Forwarded":          "",
+			"X-Real-Ip":          "6.6.6.6",
+			"X-Forwarded-Port":   "8443",
+			"X-Forwarded-Prefix": "/evil",
 		} {
 			if got := strings.Join(req.Header.Values(h), " | "); got != want {
 				t.Errorf("%s: %q; want %q", h, got, want)

@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,7 +145,9 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var errResponseAborted = errors.New("response aborted: copying its body failed")
 
 // rewrite shapes the outgoing request. ReverseProxy has already removed
-// hop-by-hop headers and the client's X-Forwarded-* and Forwarded headers.
+// hop-by-hop headers and the client's Forwarded and X-Forwarded-For, -Host
+// and -Proto headers; the other forwarding headers go here unless the
+// client is a trusted proxy.
 func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
 	if httpguts.HeaderValuesContainsToken(pr.Out.Header["Upgrade"], "h2c") {
@@ -154,6 +157,14 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 		// nginx sends it; a 101 then is a bad gateway.
 		pr.Out.Header.Del("Upgrade")
 		pr.Out.Header.Del("Connection")
+	}
+	trusted := p.trusted(st.client)
+	if !trusted {
+		for k := range pr.Out.Header {
+			if isForwardingHeader(k) {
+				delete(pr.Out.Header, k)
+			}
+		}
 	}
 	if p.StripPrefix != nil {
 		// Out's URL is its own copy; In keeps the client's path for the
@@ -167,7 +178,7 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 	if p.PreserveHost {
 		pr.Out.Host = pr.In.Host
 	}
-	if p.trusted(st.client) {
+	if trusted {
 		// A trusted proxy in front: keep the chain it reports, then append.
 		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
 			if v := pr.In.Header.Values(h); len(v) > 0 {
@@ -184,6 +195,22 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 		return
 	}
 	pr.SetXForwarded()
+	if host, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		pr.Out.Header.Set("X-Real-Ip", host)
+	}
+}
+
+// xForwardedPrefix begins the names of the headers that tell an upstream
+// about the client and the way it came: X-Forwarded-Port, -Ssl, -Prefix
+// and the like. Apps believe them (Rails, Spring and Rack do), as they do
+// X-Real-IP, so these pass from a trusted proxy only, as Traefik has it;
+// portmux sets X-Real-IP itself for other clients.
+const xForwardedPrefix = "x-forwarded-"
+
+// isForwardingHeader reports whether the header named k is one of those.
+func isForwardingHeader(k string) bool {
+	return len(k) > len(xForwardedPrefix) && strings.EqualFold(k[:len(xForwardedPrefix)], xForwardedPrefix) ||
+		strings.EqualFold(k, "X-Real-Ip")
 }
 
 func (p *HTTPProxy) trusted(a netip.Addr) bool {

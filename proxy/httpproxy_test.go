@@ -79,9 +79,10 @@ func get(t *testing.T, c *http.Client, req *http.Request) (*http.Response, strin
 // headersBackend answers with the request headers it received.
 func headersBackend(t *testing.T) *httptest.Server {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "host=%s\nxff=%s\nproto=%s\nxfhost=%s\nfoo=%s\nconn=%s\n", r.Host,
+		fmt.Fprintf(w, "host=%s\nxff=%s\nproto=%s\nxfhost=%s\nfoo=%s\nconn=%s\nrealip=%s\nxfport=%s\nxfssl=%s\n", r.Host,
 			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"),
-			r.Header.Get("Foo"), r.Header.Get("Connection"))
+			r.Header.Get("Foo"), r.Header.Get("Connection"), strings.Join(r.Header.Values("X-Real-Ip"), ","),
+			r.Header.Get("X-Forwarded-Port"), r.Header.Get("X-Forwarded-Ssl"))
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -97,8 +98,12 @@ func testHTTPProxyHeaders(t *testing.T, direct bool) {
 	req.Header.Set("X-Forwarded-Proto", "https")
 	req.Header.Set("Connection", "Foo")
 	req.Header.Set("Foo", "hop-by-hop")
+	req.Header.Set("X-Real-IP", "6.6.6.6")
+	req.Header.Set("X-Forwarded-Port", "8443")
+	req.Header.Set("x-forwarded-ssl", "on")
 	_, body := get(t, http.DefaultClient, req)
-	for _, want := range []string{"host=app.example.com\n", "xff=127.0.0.1\n", "proto=http\n", "xfhost=app.example.com\n", "foo=\n", "conn=\n"} {
+	for _, want := range []string{"host=app.example.com\n", "xff=127.0.0.1\n", "proto=http\n", "xfhost=app.example.com\n", "foo=\n", "conn=\n",
+		"realip=127.0.0.1\n", "xfport=\n", "xfssl=\n"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("upstream saw:\n%s\nwant line %q", body, want)
 		}
@@ -108,7 +113,7 @@ func testHTTPProxyHeaders(t *testing.T, direct bool) {
 		w.proxy.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		defer func() { w.proxy.TrustedProxies = nil }()
 		_, body := get(t, http.DefaultClient, req)
-		for _, want := range []string{"xff=6.6.6.6, 127.0.0.1\n", "proto=https\n"} {
+		for _, want := range []string{"xff=6.6.6.6, 127.0.0.1\n", "proto=https\n", "realip=6.6.6.6\n", "xfport=8443\n", "xfssl=on\n"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("upstream saw:\n%s\nwant line %q", body, want)
 			}

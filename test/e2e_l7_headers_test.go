@@ -16,12 +16,16 @@ func spoofed() http.Header {
 		"X-Forwarded-Proto": {"https"},
 		"X-Forwarded-Host":  {"evil.test"},
 		"Forwarded":         {"for=203.0.113.9;proto=https"},
+		"X-Real-Ip":         {"203.0.113.9"},
+		"X-Forwarded-Port":  {"443"},
+		"X-Forwarded-Ssl":   {"on"},
 	}
 }
 
 // TestE2EL7Headers checks the request headers the upstream gets from an
-// untrusted client (http.trusted_proxies empty): X-Forwarded-* describe the
-// real client and replace made-up ones, hop-by-hop headers are removed both
+// untrusted client (http.trusted_proxies empty): X-Forwarded-For/Host/Proto
+// and X-Real-IP describe the real client and replace made-up ones, other
+// X-Forwarded-* the client sends are dropped, hop-by-hop headers are removed both
 // ways, Host is preserved by default and replaced by the upstream's with
 // preserve_host: false.
 func TestE2EL7Headers(t *testing.T) {
@@ -54,18 +58,25 @@ func TestE2EL7Headers(t *testing.T) {
 		}
 	})
 
-	t.Run("spoofed headers replaced", func(t *testing.T) {
-		seen, _, err := hc.getSeen("http://web.test/spoof", "", spoofed())
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "web.test", "Forwarded": ""}
-		for k, w := range want {
-			if got := joinComma(seen.Header.Values(k)); got != w {
-				t.Errorf("upstream got %s %q; want %q (the client's value must not pass)", k, got, w)
+	// HTTP/1.1 takes the direct path, h2c net/http's ReverseProxy.
+	for _, client := range []struct {
+		name string
+		c    *l7Client
+	}{{"HTTP/1.1", hc}, {"h2c", newH2CClient(t, pm.Addr())}} {
+		t.Run("spoofed headers replaced/"+client.name, func(t *testing.T) {
+			seen, _, err := client.c.getSeen("http://web.test/spoof", "", spoofed())
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	})
+			want := map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "web.test", "Forwarded": "",
+				"X-Real-Ip": "127.0.0.1", "X-Forwarded-Port": "", "X-Forwarded-Ssl": ""}
+			for k, w := range want {
+				if got := joinComma(seen.Header.Values(k)); got != w {
+					t.Errorf("upstream got %s %q; want %q (the client's value must not pass)", k, got, w)
+				}
+			}
+		})
+	}
 
 	t.Run("hop-by-hop removed", func(t *testing.T) {
 		hop := http.Header{
@@ -154,8 +165,8 @@ func TestE2EL7Headers(t *testing.T) {
 }
 
 // TestE2EL7TrustedProxies: with http.trusted_proxies covering the client
-// (127.0.0.0/8), its X-Forwarded-* are kept, and X-Forwarded-For is extended
-// with the client's address.
+// (127.0.0.0/8), its X-Forwarded-* and X-Real-IP are kept, and
+// X-Forwarded-For is extended with the client's address.
 func TestE2EL7TrustedProxies(t *testing.T) {
 	keep := startL7Backend(t, "keep")
 	pm := startPortmux(t, l7Header("http: {trusted_proxies: [127.0.0.0/8]}\n")+fmt.Sprintf(`routes:
@@ -169,7 +180,8 @@ func TestE2EL7TrustedProxies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"X-Forwarded-For": "203.0.113.9, 127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test"}
+	want := map[string]string{"X-Forwarded-For": "203.0.113.9, 127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test",
+		"X-Real-Ip": "203.0.113.9", "X-Forwarded-Port": "443", "X-Forwarded-Ssl": "on"}
 	for k, w := range want {
 		if got := joinComma(seen.Header.Values(k)); got != w {
 			t.Errorf("upstream got %s %q; want %q", k, got, w)
