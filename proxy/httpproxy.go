@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -103,16 +104,26 @@ func stateOf(r *http.Request) *reqState {
 func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &reqState{client: clientAddr(r)}
+	rec := &recorder{ResponseWriter: w, http10: !r.ProtoAtLeast(1, 1)}
+	if p.MaxBodyBytes > 0 && r.ContentLength > p.MaxBodyBytes {
+		// Refused before a byte of the body is asked for: a client that
+		// sent Expect: 100-continue gets no 100, and no upstream is
+		// bothered (nginx answers so too).
+		st.err = &http.MaxBytesError{Limit: p.MaxBodyBytes}
+		p.fail(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)), st.err)
+		p.logRequest(r, st, rec, start)
+		return
+	}
 	st.upstream = p.Pool.Pick(st.client, nil)
 	if st.upstream == nil {
 		st.err = errors.New("no upstream")
-		p.fail(w, r, st.err)
+		p.fail(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)), st.err)
+		p.logRequest(r, st, rec, start)
 		return
 	}
 	if p.MaxBodyBytes > 0 && r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodyBytes)
 	}
-	rec := &recorder{ResponseWriter: w}
 	// In flight until the response body is done (streams count), moved to
 	// another upstream by a retry.
 	st.upstream.inFlight.Add(1)
@@ -166,6 +177,16 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 			}
 		}
 	}
+	// The query goes as the client sent it, as on the direct path:
+	// ReverseProxy drops parameters it cannot parse (a ";" in a query),
+	// which would make the two paths disagree and change what the
+	// upstream reads.
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	// Expect: 100-continue is answered here: the server sends the client
+	// its 100 when the body is first read, as the request goes up. Passed
+	// on, the transport would hold the body back for the upstream's own
+	// 100, which many never send (a second's stall per upload).
+	pr.Out.Header.Del("Expect")
 	if p.StripPrefix != nil {
 		// Out's URL is its own copy; In keeps the client's path for the
 		// access log.
@@ -192,11 +213,15 @@ func (p *HTTPProxy) rewrite(pr *httputil.ProxyRequest) {
 		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
 			pr.Out.Header.Set("X-Forwarded-Host", v)
 		}
-		return
+	} else {
+		pr.SetXForwarded()
+		if host, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+			pr.Out.Header.Set("X-Real-Ip", host)
+		}
 	}
-	pr.SetXForwarded()
-	if host, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-		pr.Out.Header.Set("X-Real-Ip", host)
+	if pr.Out.Header.Get("X-Forwarded-Host") == "" {
+		// An HTTP/1.0 request without Host names none: no empty header.
+		pr.Out.Header.Del("X-Forwarded-Host")
 	}
 }
 
@@ -231,6 +256,14 @@ func (p *HTTPProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r)
 	if st != nil && st.clientErr != nil {
 		status, msg = 499, "" // the client's upload failed: its doing, not the upstream's
+		if r.ProtoMajor == 1 && !wentAway(st.clientErr) {
+			// Its body's framing was malformed (a bad chunk size): the
+			// client is still there to be told, as nginx tells it.
+			status, msg = http.StatusBadRequest, "400 bad request: malformed request body\n"
+			if hd, _ := r.Context().Value(connKey{}).(*handed); hd != nil {
+				hd.note(&RefusedError{Status: status, Line: http.StatusText(status)})
+			}
+		}
 	}
 	if st != nil {
 		st.err = err
@@ -258,6 +291,15 @@ func failureOf(err error) (status int, msg string) {
 		return http.StatusGatewayTimeout, "504 gateway timeout: the upstream did not answer in time\n"
 	}
 	return http.StatusBadGateway, "502 bad gateway: the upstream could not be reached\n"
+}
+
+// wentAway reports whether err, from reading a client's body, says the
+// client left (closed or reset its connection, stalled past a deadline)
+// rather than sent a body net/http could not decode.
+func wentAway(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, http.ErrBodyReadAfterClose) || errors.As(err, &ne)
 }
 
 func isTimeout(err error) bool {
@@ -323,11 +365,24 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	http10 bool // the client speaks HTTP/1.0: no interim responses
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 || code == http.StatusSwitchingProtocols {
+	interim := code < 200 && code != http.StatusSwitchingProtocols
+	if interim && r.http10 {
+		return // RFC 9110 §15.2: never to an HTTP/1.0 client
+	}
+	if r.status == 0 && !interim || code == http.StatusSwitchingProtocols {
 		r.status = code
+	}
+	if h := r.Header(); !interim {
+		if _, ok := h["Content-Type"]; !ok {
+			// Only the upstream's Content-Type reaches the client: the
+			// server would add one it guessed from the body, which the
+			// direct path, nginx and HAProxy do not.
+			h["Content-Type"] = nil
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

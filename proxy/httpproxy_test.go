@@ -42,9 +42,22 @@ func newProxyWorld(t *testing.T, balance Balance, upstreams ...*httptest.Server)
 // newProxyWorldOn is newProxyWorld served by the direct path when direct.
 func newProxyWorldOn(t *testing.T, direct bool, balance Balance, upstreams ...*httptest.Server) *proxyWorld {
 	t.Helper()
+	var urls []string
+	for _, u := range upstreams {
+		urls = append(urls, u.URL)
+	}
+	return newProxyWorldAt(t, direct, balance, urls...)
+}
+
+// newProxyWorldAt is newProxyWorldOn for upstreams given by URL.
+func newProxyWorldAt(t *testing.T, direct bool, balance Balance, upstreams ...string) *proxyWorld {
+	t.Helper()
 	var urls []*url.URL
 	for _, u := range upstreams {
-		pu, _ := url.Parse(u.URL)
+		pu, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
 		urls = append(urls, pu)
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
