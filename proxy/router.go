@@ -22,10 +22,43 @@ func NoRoute(w http.ResponseWriter, r *http.Request, host string, logger *zap.Lo
 	if r.TLS != nil && r.TLS.ServerName != "" && !strings.EqualFold(r.TLS.ServerName, host) {
 		status, msg = http.StatusMisdirectedRequest, "421 misdirected request: this connection is for another host\n"
 	}
-	logger.Info("request", zap.String("method", r.Method), zap.String("host", r.Host), zap.String("path", r.URL.Path),
-		zap.Int("status", status), zap.String("client", r.RemoteAddr), zap.String("proto", r.Proto), zap.String("outcome", "no_route"))
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	answer(w, r, logger, "", status, msg, "no_route")
+}
+
+// AboutServer answers the requests that concern the server rather than
+// a resource a route serves, and reports whether r was one. OPTIONS *
+// asks what the server supports (RFC 9110 §9.3.7, used as a ping): 200
+// without a body, as net/http's server answers it. CONNECT asks a forward
+// proxy for a tunnel, which a reverse proxy does not open: 501, where an
+// upstream would get a request line it cannot read. One access log line.
+func AboutServer(w http.ResponseWriter, r *http.Request, logger *zap.Logger) bool {
+	switch {
+	case r.Method == http.MethodOptions && r.RequestURI == "*":
+		w.Header().Set("Content-Length", "0")
+		answer(w, r, logger, "", http.StatusOK, "", "server_options")
+	case r.Method == http.MethodConnect:
+		answer(w, r, logger, "", http.StatusNotImplemented,
+			"501 not implemented: portmux is a reverse proxy and opens no CONNECT tunnels\n", "connect_refused")
+	default:
+		return false
+	}
+	return true
+}
+
+// answer writes a short plain-text answer portmux gives itself (msg may be
+// empty) and its access log line, naming route when there is one.
+func answer(w http.ResponseWriter, r *http.Request, logger *zap.Logger, route string, status int, msg, outcome string) {
+	fields := make([]zap.Field, 0, 8)
+	if route != "" {
+		fields = append(fields, zap.String("route", route))
+	}
+	fields = append(fields, zap.String("method", r.Method), zap.String("host", r.Host), zap.String("path", r.URL.Path),
+		zap.Int("status", status), zap.String("client", r.RemoteAddr), zap.String("proto", r.Proto), zap.String("outcome", outcome))
+	logger.Info("request", fields...)
+	if msg != "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+	}
 	w.WriteHeader(status)
 	w.Write([]byte(msg))
 }
@@ -54,8 +87,5 @@ func OnPlainListener(r *http.Request) *http.Request {
 // Forbidden answers a request from a client the route's allow/deny lists
 // refuse: 403, one access log line.
 func Forbidden(w http.ResponseWriter, r *http.Request, route string, logger *zap.Logger) {
-	logger.Info("request", zap.String("route", route), zap.String("method", r.Method), zap.String("host", r.Host),
-		zap.String("path", r.URL.Path), zap.Int("status", http.StatusForbidden), zap.String("client", r.RemoteAddr),
-		zap.String("proto", r.Proto), zap.String("outcome", "denied"))
-	http.Error(w, "403 forbidden", http.StatusForbidden)
+	answer(w, r, logger, route, http.StatusForbidden, "403 forbidden\n", "denied")
 }

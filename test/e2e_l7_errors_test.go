@@ -337,3 +337,44 @@ func TestE2EL7HeaderLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EL7AboutServer: requests about the server rather than a route's
+// resource are answered by portmux with one access line each, and the
+// connection's line tells a normal end: OPTIONS * gets 200 without a
+// body (RFC 9110 §9.3.7); CONNECT, a tunnel a reverse proxy does not
+// open, gets 501 and never reaches the upstream.
+func TestE2EL7AboutServer(t *testing.T) {
+	backend := startL7Backend(t, "web")
+	pm := startOneRoute(t, "web", backend)
+	for _, tc := range []struct {
+		request, outcome string
+		status           int
+	}{
+		{"OPTIONS * HTTP/1.1\r\nHost: web.test\r\n\r\n", "server_options", http.StatusOK},
+		{"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n", "connect_refused", http.StatusNotImplemented},
+	} {
+		method, _, _ := strings.Cut(tc.request, " ")
+		t.Run(method, func(t *testing.T) {
+			c, br := rawDial(t, pm.Addr())
+			if _, err := io.WriteString(c, tc.request); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, &http.Request{Method: method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Errorf("%s: %s; want %d", method, resp.Status, tc.status)
+			}
+			local := c.LocalAddr().String()
+			line := pm.WaitLog(t, func(l logLine) bool { return l.Msg() == "request" && l.Str("client") == local }, 10*time.Second)
+			checkFields(t, line, map[string]string{"method": method, "outcome": tc.outcome})
+			c.Close()
+			checkFields(t, pm.WaitLog(t, connOf(local), 10*time.Second), map[string]string{"outcome": "ok"})
+		})
+	}
+	if n := backend.Hits(); n != 0 {
+		t.Errorf("the upstream got %d requests; want none", n)
+	}
+}

@@ -184,6 +184,8 @@ func (a *app) startHTTPListener(addr string) error {
 		ReadHeaderTimeout: c.ReadHeaderTimeout,
 		IdleTimeout:       c.IdleTimeout,
 		ErrorLog:          zap.NewStdLog(a.logger.Named("http")),
+		// OPTIONS * reaches the router (proxy.AboutServer), which logs it.
+		DisableGeneralOptionsHandler: true,
 	}
 	a.logger.Info("http listening", zap.String("addr", ln.Addr().String()))
 	go a.httpSrv.Serve(ln)

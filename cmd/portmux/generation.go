@@ -164,6 +164,8 @@ func (g *generation) httpServer(h http.Handler, direct proxy.DirectRouter) *prox
 		IdleTimeout:       c.IdleTimeout,
 		Protocols:         &protocols,
 		ErrorLog:          zap.NewStdLog(g.app.logger.Named("http")),
+		// OPTIONS * reaches the router (proxy.AboutServer), which logs it.
+		DisableGeneralOptionsHandler: true,
 	}, direct)
 	g.servers = append(g.servers, s)
 	return s
@@ -224,6 +226,9 @@ func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
 }
 
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if proxy.AboutServer(w, r, h.logger) {
+		return
+	}
 	if route := h.table.LookupRequest(r); route != nil {
 		if hh := h.handlers[route.Name]; hh != nil {
 			proxy.NoteRoute(r, route.Name)
@@ -275,7 +280,6 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: headerTimeout,
 		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
 		// Content coding is between client and upstream: by default the
 		// Transport asks for gzip when the client did not and decodes it.
 		DisableCompression: true,
