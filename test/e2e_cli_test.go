@@ -27,3 +27,34 @@ func TestE2ECLIHelp(t *testing.T) {
 		t.Errorf("portmux run -no-such-flag: exit %d, stderr %q; want exit 2 naming the flag", code, stderr)
 	}
 }
+
+// TestE2ECLIStrayArgument: an argument that is no flag is refused with
+// exit 2 and named, instead of ending the flags there (Go's flag package
+// leaves the flags after it unread): "run stray -c FILE" must not serve
+// the demo config, nor "-c FILE validate" serve FILE. --version prints
+// the version.
+func TestE2ECLIStrayArgument(t *testing.T) {
+	for _, args := range [][]string{
+		{"run", "stray", "-c", "/nonexistent.yaml"},
+		{"-c", "/nonexistent.yaml", "validate"},
+		{"validate", "-c", "/nonexistent.yaml", "extra"},
+		{"trust", "extra"},
+		{"health", "extra"},
+	} {
+		code, stdout, stderr := opsRunCLI(t, args...)
+		stray := args[len(args)-1]
+		if args[0] == "run" {
+			stray = "stray"
+		}
+		if code != 2 || !strings.Contains(stderr, "unexpected argument \""+stray+"\"") || stdout != "" {
+			t.Errorf("portmux %s: exit %d, stdout %q, stderr %q; want exit 2 naming %q",
+				strings.Join(args, " "), code, stdout, stderr, stray)
+		}
+	}
+	if _, _, stderr := opsRunCLI(t, "-c", "/nonexistent.yaml", "validate"); !strings.Contains(stderr, "portmux validate [flags]") {
+		t.Errorf("flags before the command: stderr %q; want the hint that the command comes first", stderr)
+	}
+	if code, stdout, _ := opsRunCLI(t, "--version"); code != 0 || !strings.HasPrefix(stdout, "portmux ") {
+		t.Errorf("portmux --version: exit %d, stdout %q; want exit 0 and the version", code, stdout)
+	}
+}

@@ -35,6 +35,8 @@ func runCLI(args []string, stdout, stderr io.Writer) int {
 		switch a := args[0]; {
 		case a == "-h" || a == "-help" || a == "--help":
 			cmd, args = "help", args[1:]
+		case a == "-version" || a == "--version":
+			cmd, args = "version", args[1:]
 		case a != "" && a[0] != '-':
 			cmd, args = a, args[1:]
 		}
@@ -70,16 +72,35 @@ const usage = `Usage:
 
 // parseFlags parses a command's flags. When the command should not go on
 // it returns false and the exit code: 0 after -h (the flag package has
-// printed the command's usage), 2 after a bad flag.
+// printed the command's usage), 2 after a bad flag or an argument that is
+// no flag. The flag package stops at the first such argument and leaves
+// the flags after it unread: "portmux run stray -c FILE" would serve the
+// demo config, "portmux -c FILE validate" would serve FILE.
 func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
 	switch err := fs.Parse(args); {
-	case err == nil:
-		return 0, true
 	case errors.Is(err, flag.ErrHelp):
 		return 0, false
-	default:
+	case err != nil:
+		return 2, false
+	case fs.NArg() > 0:
+		fmt.Fprintf(fs.Output(), "portmux %s: unexpected argument %q", fs.Name(), fs.Arg(0))
+		if isCommand(fs.Arg(0)) {
+			fmt.Fprintf(fs.Output(), " (the command comes first: portmux %s [flags])", fs.Arg(0))
+		}
+		fmt.Fprintln(fs.Output())
+		fs.Usage()
 		return 2, false
 	}
+	return 0, true
+}
+
+// isCommand reports whether name is one of portmux's commands.
+func isCommand(name string) bool {
+	switch name {
+	case "run", "validate", "trust", "health", "version", "help":
+		return true
+	}
+	return false
 }
 
 // configFlag registers -c; its default is $PORTMUX_CONFIG.
