@@ -70,3 +70,26 @@ routes:
 		t.Errorf("restart-only warning: %s; want level warn, key sniff_timeout", w.Raw)
 	}
 }
+
+// TestE2EOpsReloadRefusedProblems: a reload refused for several problems
+// logs them as a list, and its error field names them all on one line (a
+// JSON log line must not carry line breaks in one string).
+func TestE2EOpsReloadRefusedProblems(t *testing.T) {
+	base := `listen: ["127.0.0.1:0"]
+admin: {listen: ` + adminListen + `}
+log: {level: info, format: json}
+routes:
+`
+	pm := startOpsPM(t, base+"  - {name: echo, match: {protocol: any}, to: \"builtin:echo\"}\n")
+	l := pm.Reload(t, base+"  - {name: a, match: {protocol: ssh}, to: \"nowhere\"}\n"+
+		"  - {name: a, match: {protocol: any}, to: \"builtin:echo\"}\n", false, nil)
+	problems, _ := l.F["problems"].([]any)
+	if len(problems) != 2 || strings.Contains(l.Str("error"), "\n") {
+		t.Fatalf("reload refused line %s; want 2 problems, the error on one line", l)
+	}
+	for _, p := range problems {
+		if s, _ := p.(string); !strings.HasPrefix(s, "config: routes[") || !strings.Contains(l.Str("error"), s) {
+			t.Errorf("problem %q: want a config path, named in the error field too\nline: %s", p, l)
+		}
+	}
+}

@@ -200,7 +200,7 @@ func (a *app) reload() error {
 	err := a.reloadLocked()
 	if err != nil {
 		a.metrics.reloads.WithLabelValues("failed").Inc()
-		a.logger.Error("reload refused: keeping the running config", zap.Error(err))
+		a.logger.Error("reload refused: keeping the running config", errorFields(err)...)
 		return err
 	}
 	return nil

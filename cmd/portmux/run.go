@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -57,7 +58,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	a := newApp(*path, logger, level)
 	cfg, hash, err := a.readConfig()
 	if err != nil {
-		logger.Error("config", zap.Error(err))
+		logger.Error("config", errorFields(err)...)
 		return 1
 	}
 	if err := a.start(cfg, hash); err != nil {
@@ -175,4 +176,19 @@ func outcomeOf(ctx context.Context, err error) string {
 		return mux.OutcomeReset
 	}
 	return mux.OutcomeError
+}
+
+// errorFields are the fields a failed config load is logged with. A
+// config.Error's problems, one per line in its Error, become a list (the
+// error field joins them on one line): a JSON log line must not carry
+// several lines in one string.
+func errorFields(err error) []zap.Field {
+	var cerr *config.Error
+	if !errors.As(err, &cerr) {
+		return []zap.Field{zap.Error(err)}
+	}
+	return []zap.Field{
+		zap.String("error", strings.Join(cerr.Problems, "; ")),
+		zap.Strings("problems", cerr.Problems),
+	}
 }
