@@ -24,6 +24,10 @@ type Info struct {
 	// Path is the path of the first HTTP/1 request (from its request line),
 	// decoded and resolved as routingPath says; empty when unknown.
 	Path string
+	// headCut is true when the sniff byte cap ended the first HTTP/1
+	// request's head before its Host (or the end of its request line)
+	// was read: host (and path) stay unknown, and Table.Lookup takes care.
+	headCut bool
 	// Client is the client's address.
 	Client netip.AddrPort
 	// Listener is the address of the listener that accepted the connection.

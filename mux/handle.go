@@ -67,12 +67,8 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	var route, inner *Route
 	var iinfo *Info
 	if outcome == "" {
-		route = table.Lookup(info)
-		if route == nil {
-			outcome = OutcomeNoRoute
-			if p == Unknown {
-				outcome = OutcomeUnrecognized
-			}
+		if route = table.Lookup(info); route == nil {
+			outcome = noRoute(info)
 		}
 	}
 	started := false
@@ -218,7 +214,8 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 
 // completeHTTP reads an HTTP/1 request's head as far as t's routes need:
 // its request line for path conditions, up to its Host header for host
-// conditions.
+// conditions. A head longer than the sniff may read is routed without
+// what it did not reach (headCut).
 func (s *Server) completeHTTP(conn net.Conn, prefix []byte, deadline time.Time, t *Table, info *Info) ([]byte, string) {
 	if IsH2CPreface(prefix) || !t.needPath && !t.needHost {
 		return prefix, ""
@@ -227,9 +224,10 @@ func (s *Server) completeHTTP(conn net.Conn, prefix []byte, deadline time.Time, 
 	// been read yet).
 	var outcome string
 	if prefix, outcome = s.readUntil(conn, prefix, deadline, func(b []byte) bool {
-		return bytes.Contains(b, []byte("\r\n"))
+		_, _, ok := requestLine(b)
+		return ok
 	}); outcome != "" {
-		return prefix, outcome
+		return prefix, cutHead(info, outcome)
 	}
 	if t.needPath {
 		info.Path = routingPath(requestPath(prefix), true)
@@ -237,12 +235,41 @@ func (s *Server) completeHTTP(conn net.Conn, prefix []byte, deadline time.Time, 
 	if !t.needHost {
 		return prefix, ""
 	}
-	info.hostKnown = true
-	return s.readUntil(conn, prefix, deadline, func(b []byte) bool {
-		host, res := findHost(b)
-		info.Host = host
+	var host string
+	if prefix, outcome = s.readUntil(conn, prefix, deadline, func(b []byte) bool {
+		var res hostResult
+		host, res = findHost(b)
 		return res != hostNeedMore
-	})
+	}); outcome != "" {
+		return prefix, cutHead(info, outcome)
+	}
+	info.Host, info.hostKnown = host, true
+	return prefix, ""
+}
+
+// cutHead takes the outcome of reading an HTTP head for routing: one that
+// went on past the sniff byte cap is routed all the same, as one whose
+// Host (and path, if its request line did not end) is unknown, so that
+// the HTTP server answers it (414, 431) instead of a silent close.
+// Table.Lookup then lets no route take it past one that the missing part
+// might have chosen.
+func cutHead(info *Info, outcome string) string {
+	if outcome != OutcomeOversized {
+		return outcome
+	}
+	info.headCut = true
+	return ""
+}
+
+// noRoute is the outcome of a connection no route took.
+func noRoute(info *Info) string {
+	switch {
+	case info.headCut:
+		return OutcomeOversized
+	case info.Protocol == Unknown:
+		return OutcomeUnrecognized
+	}
+	return OutcomeNoRoute
 }
 
 // unknownOr returns "" when a fallback route will take the unrecognized

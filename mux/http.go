@@ -13,20 +13,44 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // UPDATEREDIRECTREF, has 17 characters.
 const maxMethodLen = 24
 
+// maxEmptyLines bounds the empty lines (CRLF or a bare LF) skipped before
+// a request line. RFC 9112 §2.2 asks a server to ignore at least one, which
+// old clients send after a POST body; net/http skips up to four bytes of
+// them, nginx any number within its buffer. A stream of nothing but empty
+// lines is then not HTTP, and the sniff limits end it. proxy's direct path
+// skips as many.
+const maxEmptyLines = 4
+
+// knownMethodLen is the length of the longest method knownMethod names.
+const knownMethodLen = len("OPTIONS")
+
 // httpSniffer recognises an HTTP/1.x request line ("METHOD SP target SP
-// HTTP/1.d") or the h2c preface. It is fed the connection's bytes in pieces
-// and keeps its position, so a long request target is scanned once. Any
-// method token is accepted (PATCH, PROPFIND, ...).
+// HTTP/1.d"), after at most maxEmptyLines empty lines, or the h2c
+// preface. It is fed the connection's bytes in pieces and keeps its
+// position, so a long request target is scanned once. Any method token is
+// accepted (PATCH, PROPFIND, ...).
+//
+// A request line that starts with a method of RFC 9110 and a space, then
+// an origin-form target ("/...") or, whatever the target, the version's
+// "HTTP/", is HTTP even if the rest is malformed (a space in the target,
+// version HTTP/2.0 or HTTP/3) or longer than the sniff reads: the HTTP
+// server then answers it (400, 505, 414) instead of a silent close. Lines
+// that merely start with a method (Redis's inline "GET key") are not.
 type httpSniffer struct {
 	state  uint8
-	pos    int // bytes of the current token seen
-	seen   int // total bytes fed
+	pos    int                  // bytes of the current token seen
+	seen   int                  // total bytes fed
+	lines  int                  // empty lines skipped
+	method [knownMethodLen]byte // the method's first bytes
+	known  bool                 // the method is one of RFC 9110's
+	clear  bool                 // HTTP, whatever follows (see above)
 	h1Fail bool
 	h2Fail bool
 }
 
 const (
 	inMethod uint8 = iota
+	inEmptyLine
 	inTarget
 	inVersion
 )
@@ -51,6 +75,9 @@ func (s *httpSniffer) feed(b []byte) verdict {
 			case matched:
 				return matched
 			case rejected:
+				if s.clear { // malformed, but clearly HTTP
+					return matched
+				}
 				s.h1Fail = true
 			}
 		}
@@ -61,23 +88,50 @@ func (s *httpSniffer) feed(b []byte) verdict {
 	return needMore
 }
 
+// atLimit is the verdict when the sniff read all it may without one:
+// a request line still going on is HTTP when it is clearly one (its
+// server answers 414), and not otherwise.
+func (s *httpSniffer) atLimit() verdict {
+	if s.clear {
+		return matched
+	}
+	return rejected
+}
+
 // step advances the HTTP/1 request-line state machine by one byte.
 func (s *httpSniffer) step(c byte) verdict {
 	switch s.state {
 	case inMethod:
 		switch {
+		case s.pos == 0 && (c == '\r' || c == '\n') && s.lines < maxEmptyLines:
+			s.lines++
+			if c == '\r' {
+				s.state = inEmptyLine
+			}
 		case c == ' ' && s.pos > 0:
+			s.known = s.pos <= knownMethodLen && knownMethod(s.method[:s.pos])
 			s.state, s.pos = inTarget, 0
 		case isTokenChar(c) && s.pos < maxMethodLen:
+			if s.pos < knownMethodLen {
+				s.method[s.pos] = c
+			}
 			s.pos++
 		default:
 			return rejected
 		}
+	case inEmptyLine: // after a CR at the start of a line
+		if c != '\n' {
+			return rejected
+		}
+		s.state = inMethod
 	case inTarget:
 		switch {
 		case c == ' ' && s.pos > 0:
 			s.state, s.pos = inVersion, 0
 		case c > ' ' && c < 0x7f:
+			if s.pos == 0 && c == '/' && s.known {
+				s.clear = true
+			}
 			s.pos++
 		default:
 			return rejected
@@ -93,8 +147,20 @@ func (s *httpSniffer) step(c byte) verdict {
 			return rejected
 		}
 		s.pos++
+		if s.pos == len("HTTP/") && s.known {
+			s.clear = true
+		}
 	}
 	return needMore
+}
+
+// knownMethod reports whether m is one of the methods of RFC 9110 §9.
+func knownMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT":
+		return true
+	}
+	return false
 }
 
 // isTokenChar reports whether c may appear in an HTTP token (RFC 9110 §5.6.2).
@@ -124,26 +190,63 @@ const (
 // findHost looks for the Host header in b, the start of an HTTP/1 request.
 // It returns as soon as the Host line is complete, without waiting for the
 // rest of the header block. The host is lowercased and its port removed.
+// Lines end with LF, a CR before it dropped, as net/http and nginx read
+// them (RFC 9112 §2.2); a CR elsewhere stays in its line.
 func findHost(b []byte) (string, hostResult) {
-	eol := bytes.Index(b, []byte("\r\n"))
-	if eol < 0 {
+	_, rest, ok := requestLine(b)
+	if !ok {
 		return "", hostNeedMore
 	}
-	rest := b[eol+2:]
 	for {
-		eol = bytes.Index(rest, []byte("\r\n"))
+		eol := bytes.IndexByte(rest, '\n')
 		if eol < 0 {
 			return "", hostNeedMore
 		}
-		line := rest[:eol]
+		line := dropCR(rest[:eol])
 		if len(line) == 0 {
 			return "", hostAbsent
 		}
 		if len(line) > 5 && line[4] == ':' && bytes.EqualFold(line[:4], []byte("host")) {
 			return HostName(string(bytes.TrimSpace(line[5:]))), hostFound
 		}
-		rest = rest[eol+2:]
+		rest = rest[eol+1:]
 	}
+}
+
+// skipEmptyLines returns b after the empty lines (CRLF or LF) it starts
+// with, at most maxEmptyLines of them.
+func skipEmptyLines(b []byte) []byte {
+	for range maxEmptyLines {
+		switch {
+		case len(b) > 0 && b[0] == '\n':
+			b = b[1:]
+		case len(b) > 1 && b[0] == '\r' && b[1] == '\n':
+			b = b[2:]
+		default:
+			return b
+		}
+	}
+	return b
+}
+
+// requestLine returns the request line at the start of b, after the empty
+// lines skipEmptyLines skips, without its line end, and the bytes after
+// it; ok is false while the line is not complete.
+func requestLine(b []byte) (line, rest []byte, ok bool) {
+	b = skipEmptyLines(b)
+	eol := bytes.IndexByte(b, '\n')
+	if eol < 0 {
+		return nil, nil, false
+	}
+	return dropCR(b[:eol]), b[eol+1:], true
+}
+
+// dropCR returns line without the CR that ends it, if any.
+func dropCR(line []byte) []byte {
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		return line[:n-1]
+	}
+	return line
 }
 
 // HostName is the host name a Host header value (or :authority) names, as
@@ -171,6 +274,10 @@ func HostName(h string) string {
 // sniffer has seen it whole), without query; empty for the authority form
 // (CONNECT) or when b holds no complete target.
 func requestPath(b []byte) string {
+	b = skipEmptyLines(b)
+	if eol := bytes.IndexByte(b, '\n'); eol >= 0 {
+		b = b[:eol]
+	}
 	sp := bytes.IndexByte(b, ' ')
 	if sp < 0 {
 		return ""

@@ -23,10 +23,33 @@ func TestHTTPSniffer(t *testing.T) {
 		{"partial target", "GET /very/long", needMore},
 		{"partial h2c preface", "PRI * HTTP/2.0\r\n\r\nS", needMore},
 		{"http/2 line that is not the preface", "PRI * HTTP/2.0\r\n\r\nXX", rejected},
-		{"http/2.0 request line", "GET / HTTP/2.0\r\n", rejected},
-		{"lowercase version", "GET / http/1.1\r\n", rejected},
+		{"bare LF line ends", "GET /head HTTP/1.0\n\n", matched},
+		// RFC 9112 §2.2: empty lines before the request line are skipped,
+		// up to maxEmptyLines; a CR alone ends nothing.
+		{"leading CRLF", "\r\nGET / HTTP/1.1\r\n", matched},
+		{"leading LF", "\nPOST / HTTP/1.1\r\n", matched},
+		{"most empty lines", strings.Repeat("\r\n", maxEmptyLines-1) + "\nGET / HTTP/1.1", matched},
+		{"too many empty lines", strings.Repeat("\r\n", maxEmptyLines+1) + "GET / HTTP/1.1", rejected},
+		{"partial leading CRLF", "\r", needMore},
+		{"leading CR alone", "\rGET / HTTP/1.1\r\n", rejected},
+		{"empty lines only", "\r\n\r\n", needMore},
+		// A method of RFC 9110 and a space, then an origin-form target or
+		// "HTTP/": HTTP however malformed the rest, so that the HTTP
+		// server answers it; the verdict comes at the malformed byte.
+		{"http/2.0 request line", "GET / HTTP/2.0\r\n", matched},
+		{"http/3 request line", "GET / HTTP/3\r\n", matched},
+		{"space in target", "GET /a b HTTP/1.1\r\n", matched},
+		{"lowercase version", "GET / http/1.1\r\n", matched},
+		{"control char in target", "GET /\x01 HTTP/1.1\r\n", matched},
+		{"no version", "GET /\r\n", matched},
+		{"authority form, http/2.0", "CONNECT a.test:443 HTTP/2.0\r\n", matched},
+		{"undecided long target", "DELETE /" + strings.Repeat("a", 5000), needMore},
+		// Not clearly HTTP: other methods, or no origin-form target before
+		// the line goes wrong (Redis's inline commands start like GET).
+		{"redis inline command", "GET key\r\n", rejected},
+		{"other method, http/2.0", "PROPFIND / HTTP/2.0\r\n", rejected},
+		{"lowercase method, http/2.0", "get / HTTP/2.0\r\n", rejected},
 		{"no target", "GET  HTTP/1.1\r\n", rejected},
-		{"control char in target", "GET /\x01 HTTP/1.1\r\n", rejected},
 		{"method too long", strings.Repeat("A", maxMethodLen+1) + " / HTTP/1.1\r\n", rejected},
 		{"ssh banner", "SSH-2.0-OpenSSH_9.2\r\n", rejected},
 		{"binary", "\x16\x03\x01\x02\x00\x01", rejected},
@@ -65,6 +88,14 @@ func TestFindHost(t *testing.T) {
 		{"absent", "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n", "", hostAbsent},
 		{"incomplete line", "GET / HTTP/1.1\r\nHost: d.te", "", hostNeedMore},
 		{"not a host header", "GET / HTTP/1.1\r\nHostile: x\r\n\r\n", "", hostAbsent},
+		// Bare LF line ends (RFC 9112 §2.2), as net/http and nginx take them.
+		{"bare LF", "GET / HTTP/1.1\nHost: a\n\n", "a", hostFound},
+		{"bare LF, absent", "GET / HTTP/1.0\nAccept: */*\n\n", "", hostAbsent},
+		{"mixed line ends", "GET / HTTP/1.1\r\nX: y\nHost: b.test\r\n", "b.test", hostFound},
+		{"bare LF, incomplete", "GET / HTTP/1.1\nHost: a", "", hostNeedMore},
+		{"empty lines before the request line", "\r\n\nGET / HTTP/1.1\r\nHost: c.test\r\n", "c.test", hostFound},
+		// A CR alone ends no line: net/http refuses such a request.
+		{"bare CR is no line end", "GET / HTTP/1.1\r\nX: y\rHost: evil.test\r\n\r\n", "", hostAbsent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,6 +189,12 @@ func TestRequestPath(t *testing.T) {
 		{"CONNECT example.com:443 HTTP/1.1", ""},
 		{"OPTIONS * HTTP/1.1", ""},
 		{"GET /unfinished", ""},
+		{"\r\nGET /after/crlf HTTP/1.1\r\n", "/after/crlf"},
+		{"\nGET /after/lf HTTP/1.0\n", "/after/lf"},
+		{"GET /bare/lf HTTP/1.0\nHost: a\n\n", "/bare/lf"},
+		{"GET /a b HTTP/1.1\r\n", "/a"},
+		// The target is the first line's: an HTTP/0.9-style line has none.
+		{"GET /nine\r\nHost: a b\r\n", ""},
 	}
 	for _, tt := range tests {
 		if got := requestPath([]byte(tt.in)); got != tt.want {
@@ -170,5 +207,33 @@ func TestRequestPath(t *testing.T) {
 func TestRequestPathOriginFormWithScheme(t *testing.T) {
 	if got := requestPath([]byte("GET /://x HTTP/1.1")); got != "/://x" {
 		t.Errorf("got %q; want %q", got, "/://x")
+	}
+}
+
+// A request line the sniff cannot read to its end is HTTP when it is
+// clearly one (its server answers 414); other long lines are not.
+func TestMatchHTTPAtLimit(t *testing.T) {
+	const limit = 4096
+	s := newSniffer(limit)
+	long := strings.Repeat("a", 2*limit)
+	for _, tt := range []struct {
+		name, in string
+		want     bool
+	}{
+		{"known method, origin form", "GET /" + long, true},
+		{"after empty lines", "\r\nHEAD /" + long, true},
+		{"other method", "PROPFIND /" + long, false},
+		{"not origin form", "GET " + long, false},
+		{"letters", long, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := strings.NewReader(tt.in)
+			if got := s.matchHTTP(r); got != tt.want {
+				t.Errorf("got %v; want %v", got, tt.want)
+			}
+			if read := len(tt.in) - r.Len(); read > limit {
+				t.Errorf("read %d bytes; the limit is %d", read, limit)
+			}
+		})
 	}
 }

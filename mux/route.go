@@ -124,11 +124,19 @@ func (t *Table) Routes() []Route {
 	return t.routes
 }
 
-// Lookup returns the first route matching info, or nil.
+// Lookup returns the first route matching info, or nil. For an HTTP head
+// cut off by the sniff byte cap it also returns nil at the first route
+// that only its unread Host or path could have ruled out: a later route
+// must not take a connection such a route might have taken (and refused,
+// by its allow and deny lists).
 func (t *Table) Lookup(info *Info) *Route {
 	for i := range t.routes {
-		if t.routes[i].Match.matches(info, !t.routes[i].PerRequest) {
-			return &t.routes[i]
+		r := &t.routes[i]
+		if r.Match.matches(info, !r.PerRequest) {
+			return r
+		}
+		if info.headCut && r.Match.matches(info, false) {
+			return nil
 		}
 	}
 	return nil

@@ -163,6 +163,15 @@ func TestServerRoutesAndDeliversExactBytes(t *testing.T) {
 		{"ssh", "ssh", append([]byte("SSH-2.0-test\r\n"), big...), SSH},
 		{"http host", "api", []byte("POST /x HTTP/1.1\r\nHost: API.test:443\r\nContent-Length: 3\r\n\r\nabc"), HTTP},
 		{"http other host", "web", []byte("PATCH /y HTTP/1.1\r\nHost: www.test\r\n\r\n"), HTTP},
+		// RFC 9112 §2.2: empty lines before the request line, bare LF
+		// line ends; Host is found in both.
+		{"http host after empty lines", "api", []byte("\r\n\nGET / HTTP/1.1\r\nHost: api.test\r\n\r\n"), HTTP},
+		{"http host, bare LF", "api", []byte("GET / HTTP/1.1\nHost: api.test\n\n"), HTTP},
+		{"http/1.0 without host, bare LF", "web", []byte("GET /head HTTP/1.0\n\n"), HTTP},
+		// Clearly HTTP, malformed: handed to the HTTP route, whose server
+		// answers (400, 505).
+		{"space in target", "api", []byte("GET /a b HTTP/1.1\r\nHost: api.test\r\n\r\n"), HTTP},
+		{"http/3 request line", "web", []byte("GET / HTTP/3\r\nHost: www.test\r\n\r\n"), HTTP},
 		// No Host in an h2c preface: "api" relays the connection (it is
 		// not PerRequest), so nothing would check its host condition
 		// later; the next HTTP route takes it (TestTableLookup covers a
@@ -243,8 +252,11 @@ func TestServerBadInput(t *testing.T) {
 		// A fatal TLS alert: unrecognized_name.
 		{"unknown sni", recordHello(t, "nobody.test", nil), OutcomeNoRoute, []byte{21, 3, 1, 0, 2, 2, 112}},
 		{"malformed hello", helloWithSNI(t, "bad name!"), OutcomeBadClientHello, nil},
+		// HTTP heads the sniff could not read to the Host: the "api"
+		// route might have taken them, so "web" after it must not.
 		{"oversized request line", append([]byte("GET /"), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized, nil},
 		{"oversized headers before host", append([]byte("GET / HTTP/1.1\r\nX: "), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized, nil},
+		{"empty lines only", bytes.Repeat([]byte("\r\n"), 4096), OutcomeUnrecognized, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,6 +272,76 @@ func TestServerBadInput(t *testing.T) {
 			f := w.connLog(func(f map[string]any) bool { return f["client"] == c.LocalAddr().String() })
 			if f["outcome"] != tt.outcome {
 				t.Errorf("got outcome %v; want %q", f["outcome"], tt.outcome)
+			}
+		})
+	}
+}
+
+// An HTTP head longer than the sniff may read (MaxSniffBytes) before the
+// Host a route needs is routed as one whose Host (and path, if the
+// request line did not end) is unknown: a route that routes each request
+// itself (PerRequest: its HTTP server answers 414 or 431) takes it with
+// the bytes exactly as sent, unless a route that relays by Host or path
+// comes first, which the unread part might have chosen: no later route
+// may take the connection in its place.
+func TestServerHTTPHeadCut(t *testing.T) {
+	longLine := append([]byte("GET /"), bytes.Repeat([]byte("a"), 8192)...)
+	longHead := func(path string) []byte {
+		return append([]byte("GET "+path+" HTTP/1.1\r\nX: "), bytes.Repeat([]byte("b"), 8192)...)
+	}
+	for _, tt := range []struct {
+		name   string
+		routes []Route
+		data   []byte
+		route  string // "" when closed with outcome oversized
+		path   string // the path routing saw
+	}{
+		{"long line, per-request route first",
+			[]Route{{Name: "l7", PerRequest: true, Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"www.test"}}},
+				{Name: "api", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"api.test"}}}},
+			longLine, "l7", ""},
+		{"long line, relayed host route first",
+			[]Route{{Name: "api", Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"api.test"}}},
+				{Name: "any", Match: Match{Protocols: []Protocol{HTTP}}}},
+			longLine, "", ""},
+		{"long line, relayed path route first",
+			[]Route{{Name: "admin", Match: Match{Protocols: []Protocol{HTTP}, Path: []string{"/admin"}}},
+				{Name: "any", Match: Match{Protocols: []Protocol{HTTP}}}},
+			longLine, "", ""},
+		// The request line was read: the path decides relayed path routes.
+		{"long head, path not the relayed route's",
+			[]Route{{Name: "admin", Match: Match{Protocols: []Protocol{HTTP}, Path: []string{"/admin"}}},
+				{Name: "l7", PerRequest: true, Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"www.test"}}}},
+			longHead("/public"), "l7", "/public"},
+		{"long head, path the relayed route's",
+			[]Route{{Name: "admin", Match: Match{Protocols: []Protocol{HTTP}, Path: []string{"/admin"}}},
+				{Name: "l7", PerRequest: true, Match: Match{Protocols: []Protocol{HTTP}, Host: []string{"www.test"}}}},
+			longHead("/admin/x"), "admin", "/admin/x"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, tt.routes...)
+			c := w.dial()
+			c.Write(tt.data) // no half-close: the server must decide alone
+			if tt.route == "" {
+				var got bytes.Buffer
+				if _, err := io.Copy(&got, c); got.Len() != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("got %q, %v; want the connection closed", got.Bytes(), err)
+				}
+				w.connLog(func(f map[string]any) bool {
+					return f["client"] == c.LocalAddr().String() && f["outcome"] == OutcomeOversized && f["protocol"] == "http"
+				})
+				return
+			}
+			c.CloseWrite()
+			if reply, _ := io.ReadAll(c); string(reply) != replyOf(tt.route) {
+				t.Errorf("got reply %q; want %q", reply, replyOf(tt.route))
+			}
+			s := w.next()
+			if s.route != tt.route || s.info.Protocol != HTTP || !bytes.Equal(s.stream, tt.data) {
+				t.Errorf("route %q got %d bytes as %v; want %q, the %d bytes sent, as http", s.route, len(s.stream), s.info.Protocol, tt.route, len(tt.data))
+			}
+			if s.info.Path != tt.path || s.info.hostKnown || !s.info.headCut {
+				t.Errorf("routed with path %q, host known %v, head cut %v; want %q, false, true", s.info.Path, s.info.hostKnown, s.info.headCut, tt.path)
 			}
 		})
 	}

@@ -74,7 +74,13 @@ func (s *sniffer) matchSSH(r io.Reader) bool {
 
 func (s *sniffer) matchHTTP(r io.Reader) bool {
 	var h httpSniffer
-	return s.sniff(r, func(_, fresh []byte) verdict { return h.feed(fresh) })
+	return s.sniff(r, func(_, fresh []byte) verdict {
+		v := h.feed(fresh)
+		if v == needMore && h.seen >= s.maxBytes {
+			return h.atLimit()
+		}
+		return v
+	})
 }
 
 // matchSilent is true only for a client that sent nothing before the sniff

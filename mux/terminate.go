@@ -70,7 +70,7 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 	r := route.Inner.Lookup(&inner)
 	if r == nil {
 		tc.Close()
-		return wire(Result{Outcome: OutcomeNoRoute}), nil, &inner
+		return wire(Result{Outcome: noRoute(&inner)}), nil, &inner
 	}
 	if r.refuses(inner.Client.Addr()) {
 		tc.Close()
@@ -127,6 +127,9 @@ func (s *Server) sniffStream(conn interface {
 		case err != nil:
 			return Unknown, buf, OutcomeClientClosed
 		}
+	}
+	if http.atLimit() == matched { // a request line longer than the cap
+		return HTTP, buf, ""
 	}
 	return Unknown, buf, ""
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"io"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,6 +82,10 @@ func TestTerminateRoutesDecryptedStream(t *testing.T) {
 		{"http/1.1 by alpn", "inner-http", []string{"http/1.1"}, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n", HTTP},
 		{"ssh inside tls, sniffed", "inner-ssh", nil, "SSH-2.0-OpenSSH_9.2\r\npayload", SSH},
 		{"silent inside tls", "inner-silent", nil, "", Silent},
+		{"http sniffed after an empty line", "inner-http", nil, "\r\nGET / HTTP/1.1\r\nHost: app.test\r\n\r\n", HTTP},
+		// Clearly HTTP, longer than the sniff may read (4096): HTTP, for
+		// the HTTP server to answer 414.
+		{"request line over the sniff cap", "inner-http", nil, "GET /" + strings.Repeat("a", 5000), HTTP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
