@@ -1,7 +1,9 @@
 package mux
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -13,8 +15,11 @@ var errBadHello = errors.New("malformed ClientHello")
 
 // clientHello holds what routing needs from a TLS ClientHello.
 type clientHello struct {
-	ServerName string   // SNI host_name, lowercased; empty if absent
+	ServerName string   // SNI host_name, lowercased, without a trailing dot; empty if absent
 	ALPN       []string // offered application protocols, in client order
+	// trailingDot: the host_name ended in a dot, as a fully qualified
+	// name may ("localhost." from openssl s_client -servername).
+	trailingDot bool
 }
 
 const (
@@ -137,7 +142,7 @@ func parseHelloBody(b []byte) (clientHello, error) {
 				return h, badHello("duplicate server_name")
 			}
 			seen[0] = true
-			h.ServerName, err = parseSNI(body)
+			h.ServerName, h.trailingDot, err = parseSNI(body)
 		case extALPN:
 			if seen[1] {
 				return h, badHello("duplicate ALPN")
@@ -152,31 +157,37 @@ func parseHelloBody(b []byte) (clientHello, error) {
 	return h, nil
 }
 
-// parseSNI returns the host_name of a server_name extension (RFC 6066 §3).
-func parseSNI(b reader) (string, error) {
+// parseSNI returns the host_name of a server_name extension (RFC 6066 §3),
+// and whether it ended in a dot. RFC 6066 forbids the dot, but OpenSSL
+// sends a fully qualified name as given, and nginx serves "localhost." as
+// "localhost", as portmux's HTTP routing does a Host with one (HostName):
+// the name is routed without it, so that a route's access rules cannot be
+// passed by adding a dot.
+func parseSNI(b reader) (string, bool, error) {
 	list, ok := b.vec16()
 	if !ok || !b.empty() || list.empty() {
-		return "", badHello("bad server_name list")
+		return "", false, badHello("bad server_name list")
 	}
 	for !list.empty() {
 		typ, ok1 := list.u8()
 		name, ok2 := list.vec16()
 		if !ok1 || !ok2 {
-			return "", badHello("truncated server_name")
+			return "", false, badHello("truncated server_name")
 		}
 		if typ != 0 {
 			continue
 		}
-		if !validSNI(name) {
-			return "", badHello("invalid host_name")
+		trimmed, dot := bytes.CutSuffix(name, []byte("."))
+		if !validSNI(trimmed) {
+			return "", false, badHello(fmt.Sprintf("invalid host_name %q", []byte(name[:min(len(name), 64)])))
 		}
-		return strings.ToLower(string(name)), nil
+		return strings.ToLower(string(trimmed)), dot, nil
 	}
-	return "", nil
+	return "", false, nil
 }
 
 // validSNI accepts what can be a DNS name: letters, digits, '-', '_', '.',
-// no empty name and no trailing dot (RFC 6066 forbids it).
+// no empty name and no trailing dot (parseSNI has removed one).
 func validSNI(name []byte) bool {
 	if len(name) == 0 || len(name) > 253 || name[len(name)-1] == '.' {
 		return false

@@ -117,7 +117,8 @@ func TestParseClientHelloMalformed(t *testing.T) {
 			return b
 		}()},
 		{"bad sni chars", helloWithSNI(t, "bad name!")},
-		{"sni trailing dot", helloWithSNI(t, "example.com.")},
+		{"sni two trailing dots", helloWithSNI(t, "example.com..")},
+		{"sni only a dot", helloWithSNI(t, ".")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,6 +126,25 @@ func TestParseClientHelloMalformed(t *testing.T) {
 				t.Errorf("got %v; want errBadHello", err)
 			}
 		})
+	}
+}
+
+// A server name with one trailing dot, as openssl s_client -servername
+// sends a fully qualified name, is the name without it (as HostName reads
+// a Host header), and the dot is noted.
+func TestParseClientHelloTrailingDot(t *testing.T) {
+	for _, tt := range []struct {
+		sent, want string
+		dot        bool
+	}{
+		{"LocalHost.", "localhost", true},
+		{"app.example.com.", "app.example.com", true},
+		{"app.example.com", "app.example.com", false},
+	} {
+		h, err := parseClientHello(helloWithSNI(t, tt.sent))
+		if err != nil || h.ServerName != tt.want || h.trailingDot != tt.dot {
+			t.Errorf("SNI %q: got %q, dot %v, %v; want %q, dot %v", tt.sent, h.ServerName, h.trailingDot, err, tt.want, tt.dot)
+		}
 	}
 }
 

@@ -10,8 +10,11 @@ import (
 type Info struct {
 	// Protocol recognised from the first bytes.
 	Protocol Protocol
-	// SNI is the TLS server name, lowercased; empty if none or not TLS.
+	// SNI is the TLS server name, lowercased, without the trailing dot a
+	// client may send; empty if none or not TLS.
 	SNI string
+	// sniDot: the client's SNI ended in a dot.
+	sniDot bool
 	// ALPN lists the protocols a TLS client offered.
 	ALPN []string
 	// Host is the HTTP/1 Host header without port, lowercased; set only when

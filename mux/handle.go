@@ -49,10 +49,10 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	// Drained: a PROXY protocol wrapper holds no buffered byte any more,
 	// so the socket itself can be relayed (spliced).
 	raw := rawTCP(ac.Conn)
-	outcome := ""
+	outcome, why := "", error(nil) // why: what was wrong with a bad ClientHello
 	if err == nil {
 		deadline := ac.at.Add(s.opts.SniffTimeout)
-		prefix, outcome = s.complete(raw, prefix, deadline, table, info)
+		prefix, outcome, why = s.complete(raw, prefix, deadline, table, info)
 	} else {
 		outcome = OutcomeClientClosed
 	}
@@ -75,11 +75,11 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	switch {
 	case route == nil:
 		var down int64
-		if outcome == OutcomeNoRoute && p == TLS {
-			down = refuseHello(raw, info.SNI)
+		if alert := helloAlert(p, outcome, info.SNI); alert != 0 {
+			down = refuseHello(raw, alert)
 		}
 		raw.Close()
-		*res = Result{Outcome: outcome, Up: int64(len(prefix)), Down: down}
+		*res = Result{Outcome: outcome, Up: int64(len(prefix)), Down: down, Err: why}
 	case route.refuses(info.Client.Addr()):
 		raw.Close()
 		*res = Result{Outcome: OutcomeDenied, Up: int64(len(prefix))}
@@ -117,17 +117,38 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	s.connEnded(ac.at, info, route, res, inner, iinfo, started)
 }
 
-// refuseHello answers a ClientHello that no route takes with a fatal TLS
-// alert, so that the client reports why instead of an unexpected EOF:
-// unrecognized_name for a name no route serves (RFC 6066 §3),
-// handshake_failure when there was no name. The record says TLS 1.0, as
-// servers write before a version is agreed. It returns the bytes written.
-func refuseHello(raw net.Conn, sni string) int64 {
-	const unrecognizedName, handshakeFailure = 112, 40
-	alert := []byte{21, 3, 1, 0, 2, 2, unrecognizedName} // type alert, version, length 2, fatal
-	if sni == "" {
-		alert[6] = handshakeFailure
+// TLS alert descriptions (RFC 8446 §6) that refuseHello sends.
+const (
+	alertHandshakeFailure = 40
+	alertDecodeError      = 50
+	alertUnrecognizedName = 112
+)
+
+// helloAlert is the alert that tells a TLS client why its connection ends
+// with outcome, 0 for none: unrecognized_name for a name no route serves
+// (RFC 6066 §3), handshake_failure when there was no name, decode_error
+// for a ClientHello that does not parse. A client that went silent or
+// away is told nothing.
+func helloAlert(p Protocol, outcome, sni string) byte {
+	switch {
+	case p != TLS:
+		return 0
+	case outcome == OutcomeBadClientHello:
+		return alertDecodeError
+	case outcome == OutcomeNoRoute && sni == "":
+		return alertHandshakeFailure
+	case outcome == OutcomeNoRoute:
+		return alertUnrecognizedName
 	}
+	return 0
+}
+
+// refuseHello answers a ClientHello that portmux refuses with a fatal TLS
+// alert (helloAlert), so that the client reports why instead of an
+// unexpected EOF. The record says TLS 1.0, as servers write before a
+// version is agreed. It returns the bytes written.
+func refuseHello(raw net.Conn, description byte) int64 {
+	alert := []byte{21, 3, 1, 0, 2, 2, description} // type alert, version, length 2, fatal
 	// The client waits for an answer; an empty send buffer takes it at
 	// once, and the deadline only bounds the odd full one.
 	raw.SetWriteDeadline(time.Now().Add(time.Second))
@@ -173,8 +194,9 @@ const maxPooledPrefix = 16 << 10
 // complete reads what routing still needs after cmux's verdict: the rest of
 // a TLS ClientHello (for SNI and ALPN), or HTTP headers up to Host when some
 // route matches on Host; for unrecognized bytes it tells why. It returns the
-// grown prefix and a non-empty outcome if the connection must be closed.
-func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Table, info *Info) ([]byte, string) {
+// grown prefix and a non-empty outcome if the connection must be closed,
+// with what was wrong for OutcomeBadClientHello.
+func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Table, info *Info) ([]byte, string, error) {
 	switch info.Protocol {
 	case TLS:
 		var (
@@ -186,30 +208,31 @@ func (s *Server) complete(raw net.Conn, prefix []byte, deadline time.Time, t *Ta
 			return !errors.Is(herr, errNeedMore)
 		})
 		if outcome == "" && herr != nil {
-			return prefix, OutcomeBadClientHello
+			return prefix, OutcomeBadClientHello, herr
 		}
-		info.SNI, info.ALPN = hello.ServerName, hello.ALPN
+		info.SNI, info.ALPN, info.sniDot = hello.ServerName, hello.ALPN, hello.trailingDot
 		if info.SNI == "" {
 			info.SNI = s.opts.DefaultSNI
 		}
-		return prefix, outcome
+		return prefix, outcome, nil
 	case HTTP:
-		return s.completeHTTP(raw, prefix, deadline, t, info)
+		prefix, outcome := s.completeHTTP(raw, prefix, deadline, t, info)
+		return prefix, outcome, nil
 	case Unknown:
 		switch {
 		case len(prefix) == 0:
-			return prefix, OutcomeClientClosed
+			return prefix, OutcomeClientClosed, nil
 		case isProxyHeader(prefix):
 			// Only trusted sources' headers are read (before sniffing);
 			// anyone else's is an attempt to spoof a client address.
-			return prefix, OutcomeUntrustedProxyHeader
+			return prefix, OutcomeUntrustedProxyHeader, nil
 		case len(prefix) >= s.opts.MaxSniffBytes:
-			return prefix, s.unknownOr(t, info, OutcomeOversized)
+			return prefix, s.unknownOr(t, info, OutcomeOversized), nil
 		case !time.Now().Before(deadline):
-			return prefix, s.unknownOr(t, info, OutcomeSniffTimeout)
+			return prefix, s.unknownOr(t, info, OutcomeSniffTimeout), nil
 		}
 	}
-	return prefix, ""
+	return prefix, "", nil
 }
 
 // completeHTTP reads an HTTP/1 request's head as far as t's routes need:

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -163,6 +165,10 @@ func TestServerRoutesAndDeliversExactBytes(t *testing.T) {
 		{"ssh", "ssh", append([]byte("SSH-2.0-test\r\n"), big...), SSH},
 		{"http host", "api", []byte("POST /x HTTP/1.1\r\nHost: API.test:443\r\nContent-Length: 3\r\n\r\nabc"), HTTP},
 		{"http other host", "web", []byte("PATCH /y HTTP/1.1\r\nHost: www.test\r\n\r\n"), HTTP},
+		// A fully qualified SNI (openssl s_client -servername a.test.)
+		// is routed as the name without its dot; the backend gets the
+		// hello as sent.
+		{"tls by sni with a trailing dot", "tls-a", append(helloWithSNI(t, "A.test."), big...), TLS},
 		// RFC 9112 §2.2: empty lines before the request line, bare LF
 		// line ends; Host is found in both.
 		{"http host after empty lines", "api", []byte("\r\n\nGET / HTTP/1.1\r\nHost: api.test\r\n\r\n"), HTTP},
@@ -251,7 +257,8 @@ func TestServerBadInput(t *testing.T) {
 		{"truncated client hello", hello[:20], OutcomeSniffTimeout, nil},
 		// A fatal TLS alert: unrecognized_name.
 		{"unknown sni", recordHello(t, "nobody.test", nil), OutcomeNoRoute, []byte{21, 3, 1, 0, 2, 2, 112}},
-		{"malformed hello", helloWithSNI(t, "bad name!"), OutcomeBadClientHello, nil},
+		// A fatal TLS alert: decode_error; the log line says why.
+		{"malformed hello", helloWithSNI(t, "bad name!"), OutcomeBadClientHello, []byte{21, 3, 1, 0, 2, 2, 50}},
 		// HTTP heads the sniff could not read to the Host: the "api"
 		// route might have taken them, so "web" after it must not.
 		{"oversized request line", append([]byte("GET /"), bytes.Repeat([]byte("a"), 8192)...), OutcomeOversized, nil},
@@ -272,6 +279,9 @@ func TestServerBadInput(t *testing.T) {
 			f := w.connLog(func(f map[string]any) bool { return f["client"] == c.LocalAddr().String() })
 			if f["outcome"] != tt.outcome {
 				t.Errorf("got outcome %v; want %q", f["outcome"], tt.outcome)
+			}
+			if tt.outcome == OutcomeBadClientHello && !strings.Contains(fmt.Sprint(f["error"]), `invalid host_name "bad name!"`) {
+				t.Errorf("error field %q; want what was wrong with the hello", f["error"])
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -29,6 +30,13 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 	cancel()
 	if err != nil {
 		tc.Close()
+		if c.Info.sniDot {
+			// Routed as the name without its dot, but crypto/tls refuses
+			// such a ClientHello as RFC 6066 asks (decode_error), and
+			// the hello cannot be changed: both sides hash it into the
+			// handshake.
+			err = fmt.Errorf("SNI %q with a trailing dot, which Go's TLS server refuses: %w", c.Info.SNI+".", err)
+		}
 		return wire(Result{Outcome: OutcomeHandshakeFailed, Err: err}), nil, nil
 	}
 	state := tc.ConnectionState()

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"math/big"
 	"strings"
@@ -128,6 +129,22 @@ func TestTerminateFailures(t *testing.T) {
 		w.connLog(func(f map[string]any) bool {
 			return f["client"] == c.LocalAddr().String() && f["outcome"] == OutcomeACMEChallenge
 		})
+	})
+	// openssl s_client -servername app.test. sends the dot: the hello is
+	// routed to app.test's route, but crypto/tls refuses it (RFC 6066
+	// §3), and the log line says why.
+	t.Run("sni with a trailing dot", func(t *testing.T) {
+		c := w.dial()
+		c.Write(helloWithSNI(t, "app.test."))
+		reply, _ := io.ReadAll(c)
+		if len(reply) < 7 || reply[0] != 21 || reply[6] != alertDecodeError {
+			t.Errorf("got %q; want a decode_error alert", reply)
+		}
+		f := w.connLog(func(f map[string]any) bool { return f["client"] == c.LocalAddr().String() })
+		if f["route"] != "app" || f["outcome"] != OutcomeHandshakeFailed || f["sni"] != "app.test" ||
+			!strings.Contains(fmt.Sprint(f["error"]), `SNI "app.test." with a trailing dot`) {
+			t.Errorf("log line %v; want route app, outcome %s, sni app.test and an error naming the dot", f, OutcomeHandshakeFailed)
+		}
 	})
 	t.Run("client refuses the certificate", func(t *testing.T) {
 		c, err := tls.Dial("tcp", w.addr, &tls.Config{ServerName: "app.test"}) // system roots: untrusted
