@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +70,13 @@ type directConn struct {
 	out  []byte // the outgoing head being built
 	note []byte // method and host of the request, for its log line
 	path string // its decoded path
+
+	// A request the direct path answers itself (headRefused).
+	status int
+	why    string
+	// long holds the rest of a request line longer than br's buffer,
+	// read after br's bytes (readLongLine), for the http.Server.
+	long []byte
 }
 
 // serveDirect serves conn's requests on the direct path until it closes,
@@ -97,8 +107,8 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 			}
 			break
 		}
-		if res == headSmuggling {
-			err = d.refuse("both Transfer-Encoding and Content-Length")
+		if res == headRefused {
+			err = d.refuse()
 			break
 		}
 		var p *HTTPProxy
@@ -119,9 +129,11 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 
 // readRequest waits for the next request head: for its first byte up to
 // the idle timeout (the header timeout for a connection's first request),
-// for the rest up to the header timeout. It reports whether the direct
-// path can take the request (body included, already buffered), or an
-// error when the connection is done.
+// for the rest up to the header timeout. Up to maxEmptyLines empty lines
+// before it are dropped (RFC 9112 §2.2: after a POST's body some clients
+// send one). It reports whether the direct path can take the request
+// (body included, already buffered) or must refuse it (headRefused, with
+// d.status and d.why), or an error when the connection is done.
 func (d *directConn) readRequest(first bool) (headResult, error) {
 	srv := d.s.srv
 	if d.br.Buffered() == 0 {
@@ -147,8 +159,14 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 		}
 	}
 	deadline := false
-	for {
-		res := d.req.parseRequest(d.peekBuffered())
+	for skipped := 0; ; {
+		b := d.peekBuffered()
+		if n := emptyLine(b); n > 0 && skipped < maxEmptyLines {
+			d.br.Discard(n)
+			skipped++
+			continue
+		}
+		res := d.req.parseRequest(b)
 		if res == headOK {
 			total := d.req.size + int(d.req.contentLength)
 			if srv.MaxHeaderBytes > 0 && d.req.size > srv.MaxHeaderBytes ||
@@ -159,11 +177,22 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 			}
 			return headOK, nil
 		}
-		if res == headSmuggling {
-			return res, nil
-		}
-		if res == headUnsupported || d.br.Buffered() == d.br.Size() {
-			return headUnsupported, nil
+		switch {
+		case res == headSmuggling:
+			return d.refusal(http.StatusBadRequest, "both Transfer-Encoding and Content-Length"), nil
+		case res == headUnsupported:
+			return d.unsupported(b), nil
+		case d.br.Buffered() == d.br.Size():
+			// The head does not fit: net/http serves it, up to its
+			// MaxHeaderBytes (431 beyond). Only a request line that
+			// does not end in the buffer is read on here.
+			if bytes.IndexByte(b, '\n') >= 0 {
+				return d.unsupported(b), nil
+			}
+			if !deadline {
+				d.conn.SetReadDeadline(time.Now().Add(srv.ReadHeaderTimeout))
+			}
+			return d.readLongLine()
 		}
 		if !deadline {
 			d.conn.SetReadDeadline(time.Now().Add(srv.ReadHeaderTimeout))
@@ -178,20 +207,71 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 	}
 }
 
-// refuse answers 400 to a request that must not be served, and ends the
-// connection as net/http does: its sending side first, then a moment for
-// the client to read the answer before the close (which unread request
-// bytes would turn into a reset that could destroy it).
-func (d *directConn) refuse(why string) error {
-	const status = http.StatusBadRequest
-	d.out = appendErrorResponse(d.out[:0], status, "400 bad request: "+why+"\n", true)
+// refusal notes that the request must be answered status, for why, and
+// not served.
+func (d *directConn) refusal(status int, why string) headResult {
+	d.status, d.why = status, why
+	return headRefused
+}
+
+// unsupported is the verdict on a request head b that the direct path
+// does not forward: one whose version is not HTTP/1 is refused 505 here
+// (net/http answers 505 for "HTTP/2.0" but 400 for "HTTP/3"); net/http
+// serves (or refuses) the rest.
+func (d *directConn) unsupported(b []byte) headResult {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	if v, ok := otherVersion(line); ok {
+		return d.refusal(http.StatusHTTPVersionNotSupported, "HTTP/"+string(v))
+	}
+	return headUnsupported
+}
+
+// readLongLine reads on a request line that does not end in the client
+// buffer, which is full: into d.long, until it ends (then net/http serves
+// the request, or refuses it as unsupported says) or passes the server's
+// MaxHeaderBytes, the most it reads of a head (refused 414, where
+// net/http's answer would be 431). The read deadline is set.
+func (d *directConn) readLongLine() (headResult, error) {
+	limit := d.s.srv.MaxHeaderBytes
+	if limit <= 0 {
+		limit = http.DefaultMaxHeaderBytes
+	}
+	d.long = make([]byte, 0, d.br.Size())
+	for {
+		if eol := bytes.IndexByte(d.long, '\n'); eol >= 0 && d.br.Buffered()+eol <= limit {
+			return d.unsupported(d.long[:eol]), nil
+		}
+		if d.br.Buffered()+len(d.long) > limit {
+			return d.refusal(http.StatusRequestURITooLong, "request line over "+strconv.Itoa(limit)+" bytes"), nil
+		}
+		if len(d.long) == cap(d.long) {
+			d.long = slices.Grow(d.long, len(d.long))
+		}
+		n, err := d.conn.Read(d.long[len(d.long):cap(d.long)])
+		d.long = d.long[:len(d.long)+n]
+		if err != nil && n == 0 {
+			if isTimeout(err) {
+				return 0, ErrHeaderTimeout
+			}
+			return 0, err
+		}
+	}
+}
+
+// refuse answers d.status to a request that must not be served, and ends
+// the connection as net/http does: its sending side first, then a moment
+// for the client to read the answer before the close (which unread
+// request bytes would turn into a reset that could destroy it).
+func (d *directConn) refuse() error {
+	status, text := d.status, http.StatusText(d.status)
+	d.out = appendErrorResponse(d.out[:0], status, strconv.Itoa(status)+" "+strings.ToLower(text)+": "+d.why+"\n", true)
 	d.conn.SetWriteDeadline(time.Now().Add(refuseLinger))
 	d.conn.Write(d.out)
 	if cw, ok := d.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		d.conn.SetReadDeadline(time.Now().Add(refuseLinger))
 		io.Copy(io.Discard, d.conn)
 	}
-	return &RefusedError{Status: status, Line: http.StatusText(status) + ": " + why}
+	return &RefusedError{Status: status, Line: text + ": " + d.why}
 }
 
 // refuseLinger is how long refuse waits for the client to read its answer
@@ -233,7 +313,8 @@ func (d *directConn) route() *HTTPProxy {
 // handoff returns the bytes read but not consumed, for the http.Server.
 func (d *directConn) handoff() []byte {
 	d.conn.SetReadDeadline(time.Time{})
-	rest := append([]byte(nil), d.peekBuffered()...)
+	rest := append(append([]byte(nil), d.peekBuffered()...), d.long...)
+	d.long = nil
 	d.releaseReader()
 	return rest
 }

@@ -861,3 +861,121 @@ func BenchmarkDirectRequest(b *testing.B) {
 		}
 	}
 }
+
+// Empty lines before a request line are dropped (RFC 9112 §2.2), up to
+// maxEmptyLines: before a connection's first request, and between
+// pipelined requests after a body, as old clients send a CRLF after a
+// POST's. The direct path serves all of them; net/http (whose handler
+// fails the test) never sees one.
+func TestDirectEmptyLinesBeforeRequests(t *testing.T) {
+	w := newDirectWorld(t, nil, echoBackend(t).URL)
+	c, br := dialRaw(t, w.addr)
+	send(t, c, "\r\nGET /first HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nxyz\r\n"+
+		"GET /after-crlf HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"\n\r\n\n\r\nGET /after-four HTTP/1.1\r\nHost: a\r\n\r\n")
+	for _, want := range []string{"GET /first ", "POST /post xyz", "GET /after-crlf ", "GET /after-four "} {
+		if resp, body := readResp(t, br, ""); resp.StatusCode != 200 || body != want {
+			t.Fatalf("got %d %q; want 200 %q", resp.StatusCode, body, want)
+		}
+	}
+	// An empty line split across reads is one.
+	send(t, c, "\r")
+	send(t, c, "\nGET /split HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "GET /split " {
+		t.Fatalf("got %d %q; want 200 %q", resp.StatusCode, body, "GET /split ")
+	}
+}
+
+// directRefusalServer serves every request with the handler through an
+// HTTPServer whose direct path routes nothing (every request goes on to
+// net/http), with net/http's head limit at 64 KiB, and reports each
+// Serve's return.
+func directRefusalServer(t *testing.T) (addr string, served <-chan error) {
+	t.Helper()
+	s := NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %d", r.Proto, len(r.URL.Path))
+	}), &http.Server{MaxHeaderBytes: 64 << 10}, func(*DirectRequest) *HTTPProxy { return nil })
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return handOver(t, s, context.Background())
+}
+
+// Requests the direct path reads before net/http does: empty lines before
+// the request line are dropped first (net/http would answer 400 to them),
+// bare LF line ends are net/http's to read, and request lines that could
+// never be served are refused here with a short answer and the
+// connection closed: a version other than HTTP/1 (505, where net/http
+// would answer "HTTP/3" with 400) and a request line over MaxHeaderBytes
+// (414, where net/http would answer 431). Serve returns a RefusedError
+// for each refusal, for the connection's log line.
+func TestDirectRequestLines(t *testing.T) {
+	long := func(n int, version string) string {
+		return "GET /" + strings.Repeat("a", n) + " " + version + "\r\nHost: x\r\nConnection: close\r\n\r\n"
+	}
+	for _, tc := range []struct {
+		name, requests string
+		status         int    // of the last response
+		body           string // its start
+		refused        bool
+	}{
+		{"empty lines first", "\r\n\nGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, "HTTP/1.1 3", false},
+		{"too many empty lines", strings.Repeat("\r\n", maxEmptyLines+1) + "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "400 Bad Request", true},
+		{"bare LF, HTTP/1.0", "GET /head HTTP/1.0\n\n", 200, "HTTP/1.0 5", false},
+		{"bare LF, HTTP/1.1", "GET /ok HTTP/1.1\nHost: x\nConnection: close\n\n", 200, "HTTP/1.1 3", false},
+		// A CR alone is no line end: net/http refuses it, as the
+		// direct path leaves it to net/http.
+		{"bare CR in a header", "GET /ok HTTP/1.1\r\nHost: x\r\nX-A: 1\rContent-Length: 5\r\n\r\nhello", 400, "400 Bad Request", true},
+		{"HTTP/3", "GET / HTTP/3\r\nHost: x\r\n\r\n", 505, "505 http version not supported: HTTP/3", true},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "505 http version not supported: HTTP/2.0", true},
+		{"space in the target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "400 Bad Request", true},
+		{"long request line", long(20<<10, "HTTP/1.1"), 200, fmt.Sprintf("HTTP/1.1 %d", 20<<10+1), false},
+		{"long request line, HTTP/3", long(20<<10, "HTTP/3"), 505, "505", true},
+		{"request line over the head limit", long(70<<10, "HTTP/1.1"), 414, "414 request uri too long: request line over 65536 bytes", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, served := directRefusalServer(t)
+			c, br := dialRaw(t, addr)
+			go io.WriteString(c, tc.requests) // may fail once refused
+			var last *http.Response
+			var body string
+			for {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					break
+				}
+				b, _ := io.ReadAll(resp.Body)
+				last, body = resp, string(b)
+			}
+			c.Close() // Serve need not wait for the client to read its answer
+			if last == nil || last.StatusCode != tc.status || !strings.HasPrefix(body, tc.body) {
+				t.Fatalf("last response %v %q; want %d %q...", last, body, tc.status, tc.body)
+			}
+			if tc.refused && !last.Close {
+				t.Errorf("refusal without Connection: close")
+			}
+			err := waitErr(t, served)
+			var refused *RefusedError
+			if got := errors.As(err, &refused); got != tc.refused || tc.refused && refused.Status != tc.status {
+				t.Errorf("Serve: %v; want a RefusedError: %v, status %d", err, tc.refused, tc.status)
+			}
+		})
+	}
+}
+
+// A request line the direct path refuses after requests it served (its
+// checks run for every request of a connection, not just the first):
+// answered 505, the connection closed.
+func TestDirectRefusesLaterRequest(t *testing.T) {
+	w := newDirectWorld(t, nil, echoBackend(t).URL)
+	c, br := dialRaw(t, w.addr)
+	send(t, c, "GET /ok HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/3\nHost: a\n\nGET /never HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 200 || body != "GET /ok " {
+		t.Fatalf("first: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := readResp(t, br, "GET"); resp.StatusCode != 505 || !resp.Close || body != "505 http version not supported: HTTP/3\n" {
+		t.Fatalf("second: %d %q, close %v; want 505 and the connection closed", resp.StatusCode, body, resp.Close)
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after the 505: %d, %v; want EOF", n, err)
+	}
+}

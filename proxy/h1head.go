@@ -21,6 +21,7 @@ const (
 	headOK                            // parsed; the direct path can forward it
 	headUnsupported                   // valid or not, net/http must handle it
 	headSmuggling                     // a request no one should take (requestHead.parseRequest)
+	headRefused                       // a request the direct path answers itself (directConn.refusal)
 )
 
 // maxRequestFields bounds the field lines of a request head the direct
@@ -133,6 +134,60 @@ func (h *head) parseFields(b []byte) headResult {
 		h.fields = append(h.fields, f)
 		pos += eol + 2
 	}
+}
+
+// maxEmptyLines bounds the empty lines (CRLF or a bare LF) the direct
+// path drops before a request line. RFC 9112 §2.2 asks a server to ignore
+// at least one: some clients send one after a POST's body. net/http drops
+// up to four bytes of them after a POST only, and would answer 400 to
+// the request after them. The mux's sniffer takes as many before a
+// connection's first request.
+const maxEmptyLines = 4
+
+// emptyLine returns the length of the empty line (CRLF or LF) b starts
+// with, 0 if none (or a CR not yet followed by anything).
+func emptyLine(b []byte) int {
+	switch {
+	case len(b) == 0:
+		return 0
+	case b[0] == '\n':
+		return 1
+	case b[0] == '\r' && len(b) > 1 && b[1] == '\n':
+		return 2
+	}
+	return 0
+}
+
+// otherVersion returns the version number of a request line whose
+// version is HTTP/d (or d.d, any digits) with a major version other than
+// 1: HTTP/2.0 or HTTP/3 said in HTTP/1 syntax, which RFC 9110 §15.6.6
+// answers 505. The h2c preface's line (PRI * HTTP/2.0) is not one: it
+// starts HTTP/2, for net/http to take up.
+func otherVersion(line []byte) ([]byte, bool) {
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	sp := bytes.LastIndexByte(line, ' ')
+	if sp < 0 || bytes.HasPrefix(line, []byte("PRI ")) {
+		return nil, false
+	}
+	v, ok := bytes.CutPrefix(line[sp+1:], []byte("HTTP/"))
+	if !ok {
+		return nil, false
+	}
+	major, minor, dot := bytes.Cut(v, []byte("."))
+	if !allDigits(major) || dot && !allDigits(minor) || string(major) == "1" {
+		return nil, false
+	}
+	return v, true
+}
+
+// allDigits reports whether b is one or more ASCII digits.
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // needMoreOr is headNeedMore unless b already holds a bare LF, which the

@@ -690,3 +690,41 @@ func BenchmarkParseRequest(b *testing.B) {
 		}
 	}
 }
+
+func TestEmptyLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"\r\nGET", 2}, {"\nGET", 1}, {"\r\n", 2}, {"\n", 1},
+		{"", 0}, {"\r", 0}, {"\rGET", 0}, {"GET", 0}, {" \r\n", 0},
+	} {
+		if got := emptyLine([]byte(tc.in)); got != tc.want {
+			t.Errorf("emptyLine(%q) = %d; want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestOtherVersion(t *testing.T) {
+	for _, tc := range []struct {
+		line, want string
+		ok         bool
+	}{
+		{"GET / HTTP/3", "3", true},
+		{"GET / HTTP/2.0\r", "2.0", true},
+		{"GET / HTTP/0.9", "0.9", true},
+		{"GET /a b HTTP/10.1", "10.1", true},
+		{"GET / HTTP/1.1", "", false},
+		{"GET / HTTP/1.0", "", false},
+		{"GET / HTTP/1", "", false},
+		{"PRI * HTTP/2.0", "", false}, // the h2c preface: net/http's
+		{"GET / HTTP/2.x", "", false},
+		{"GET / HTTP/", "", false},
+		{"GET / http/2.0", "", false},
+		{"GET /", "", false},
+	} {
+		if v, ok := otherVersion([]byte(tc.line)); ok != tc.ok || string(v) != tc.want {
+			t.Errorf("otherVersion(%q) = %q, %v; want %q, %v", tc.line, v, ok, tc.want, tc.ok)
+		}
+	}
+}
