@@ -20,17 +20,22 @@ import (
 // bytes cannot be sniffed: an upload starts with arbitrary data, a download
 // starts silent).
 //
-// An expectation is used once and expires after a short time (default 10s),
-// when its prepared backend connection is closed. Only one expectation per
-// client IP and port is pending at a time: a second control connection from
-// the same IP waits for the first to be claimed (see expect), so two
-// sessions behind one NAT address never get each other's data.
+// An expectation is used once. It expires after as long as FTP servers wait
+// for a passive data connection (DefaultClaimExpiry), or when its session
+// ends or asks for another data connection; its prepared backend connection
+// is then aborted with a TCP reset, so the backend reports the transfer as
+// failed (425/426) rather than as a complete empty one (226). Only one
+// expectation per client IP and port is pending at a time: a passive reply
+// of a second control connection from the same IP waits for the first to
+// be claimed (see expect), so two sessions behind one NAT address never get
+// each other's data.
 //
 // One DataClaims is shared by all FTP routes of a process and handed to mux
 // as Options.Claim. Its methods are safe for concurrent use. A nil
 // *DataClaims claims nothing.
 type DataClaims struct {
 	expiry time.Duration
+	wait   time.Duration // how long a passive reply waits for another session's expectation
 	log    *zap.Logger
 
 	mu      sync.Mutex
@@ -57,10 +62,25 @@ type expectation struct {
 }
 
 // DefaultClaimExpiry is how long a data connection is expected when
-// NewDataClaims is given no expiry: clients connect within milliseconds of
-// the passive reply, and a short window leaves little room for a stranger
-// from the same IP.
-const DefaultClaimExpiry = 10 * time.Second
+// NewDataClaims is given no expiry. It is as long as FTP servers wait for a
+// passive data connection (vsftpd's accept_timeout is 60s, proftpd and
+// pure-ftpd wait about as long): a client that connects later than a
+// direct server would accept must still be relayed, not sniffed as a new
+// connection. Most clients connect within milliseconds of the passive
+// reply, and an expectation leaves the table as soon as it is claimed, so
+// the window in which a stranger from the same IP could be taken for the
+// data connection is that long only for a client that is late or never
+// connects (and a new passive command of its own session replaces it).
+const DefaultClaimExpiry = 60 * time.Second
+
+// maxClaimWait bounds how long a passive reply waits for another session's
+// expectation from the same IP (on the multiplexed port, where only the IP
+// tells them apart). It is the wait of the normal case, a client about to
+// connect, with room to spare; shorter than the reply timeouts of common
+// clients (FileZilla 20s, WinSCP 15s), so that a neighbour that never
+// connects costs this session a 425 it can retry rather than a dropped
+// control connection after the whole expiry.
+const maxClaimWait = 10 * time.Second
 
 var (
 	errClaimsClosed = errors.New("ftp: data claims closed")
@@ -76,7 +96,8 @@ func NewDataClaims(expiry time.Duration, logger *zap.Logger) *DataClaims {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &DataClaims{expiry: expiry, log: logger, pending: make(map[claimKey]*expectation), freed: make(chan struct{})}
+	return &DataClaims{expiry: expiry, wait: min(expiry, maxClaimWait), log: logger,
+		pending: make(map[claimKey]*expectation), freed: make(chan struct{})}
 }
 
 // Claim is mux.Options.Claim for the multiplexed port. If a data connection
@@ -108,7 +129,7 @@ func (d *DataClaims) Pending() int {
 	return len(d.pending)
 }
 
-// Close drops every pending expectation and closes its prepared backend
+// Close drops every pending expectation and aborts its prepared backend
 // connection. Data connections already claimed are not affected; later
 // passive replies are refused (425).
 func (d *DataClaims) Close() {
@@ -124,16 +145,17 @@ func (d *DataClaims) Close() {
 	}
 	d.mu.Unlock()
 	for _, e := range dropped {
-		e.backend.Close()
+		abortConn(e.backend)
 	}
 }
 
 // expect files e under its key. If another session already expects a data
 // connection from the same IP on the same port, it waits until that one
-// leaves the table, for at most the expiry, or returns errClaimBusy at once
-// if !wait. Waiting is what keeps the data of two sessions from one NAT
+// leaves the table, for at most d.wait, or returns errClaimBusy at once if
+// !wait. Waiting is what keeps the data of two sessions from one NAT
 // address apart: the second passive reply goes out only after the first
-// data connection was claimed.
+// data connection was claimed. The caller has dropped its own session's
+// expectations first, so a session never waits for itself.
 func (d *DataClaims) expect(ctx context.Context, e *expectation, wait bool) error {
 	var deadline <-chan time.Time
 	for {
@@ -157,7 +179,7 @@ func (d *DataClaims) expect(ctx context.Context, e *expectation, wait bool) erro
 			if c := d.log.Check(zapcore.DebugLevel, "ftp passive reply waits for another session's data connection"); c != nil {
 				c.Write(zap.Stringer("client", e.key.ip))
 			}
-			t := time.NewTimer(d.expiry)
+			t := time.NewTimer(d.wait)
 			defer t.Stop()
 			deadline = t.C
 		}
@@ -197,9 +219,10 @@ func (d *DataClaims) take(key claimKey) *expectation {
 	return e
 }
 
-// drop removes the expectations of sess and closes their backend
+// drop removes the expectations of sess and aborts their backend
 // connections: the session ended, or a new PASV/PORT replaced them (the
-// backend has given up on the old data port by then).
+// backend has given up on the old data port by then, and must not take the
+// prepared connection for a transfer that completed).
 func (d *DataClaims) drop(sess *ftpSession) {
 	if d == nil {
 		return
@@ -214,11 +237,14 @@ func (d *DataClaims) drop(sess *ftpSession) {
 	}
 	d.mu.Unlock()
 	for _, e := range dropped {
-		e.backend.Close()
+		abortConn(e.backend)
 	}
 }
 
-// expire drops e if it is still pending when its time is up.
+// expire drops e if it is still pending when its time is up. The line is
+// logged through the session's logger, which names the control
+// connection's client and backend; announced is the address the client was
+// told to open its data connection to, data the backend's data port.
 func (d *DataClaims) expire(e *expectation) {
 	d.mu.Lock()
 	if d.pending[e.key] != e {
@@ -227,9 +253,9 @@ func (d *DataClaims) expire(e *expectation) {
 	}
 	d.removeLocked(e)
 	d.mu.Unlock()
-	e.backend.Close()
-	d.log.Info("ftp data connection expectation expired", zap.Stringer("client", e.key.ip),
-		zap.Int("port", e.key.port), zap.Duration("expiry", d.expiry))
+	abortConn(e.backend)
+	e.sess.log.Info("ftp data connection expectation expired", zap.Stringer("announced", e.sess.announced(e.key)),
+		zap.Stringer("data", e.backend.RemoteAddr()), zap.Duration("expiry", d.expiry))
 }
 
 func (d *DataClaims) removeLocked(e *expectation) {

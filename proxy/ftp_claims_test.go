@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -86,8 +87,27 @@ func TestFTPDataClaimExpiry(t *testing.T) {
 	ftpWaitFor(t, "expiry log", func() bool {
 		return w.logs.FilterMessage("ftp data connection expectation expired").Len() >= 1
 	})
-	if w.logs.FilterMessage("ftp data connection expectation expired").Len() != 1 {
-		t.Error("expiry not logged once")
+	expired := w.logs.FilterMessage("ftp data connection expectation expired").AllUntimed()
+	if len(expired) != 1 {
+		t.Fatalf("expiry logged %d times; want once", len(expired))
+	}
+	// The line names the session (client and backend of its control
+	// connection), where its client was sent and the backend's data
+	// address, not the table's internal key (port 0 for the mux port).
+	fields := expired[0].ContextMap()
+	want := map[string]string{
+		"client":    r.c.LocalAddr().String(),
+		"backend":   w.gw.Addr,
+		"announced": w.front,
+		"data":      back.RemoteAddr().String(),
+	}
+	for k, v := range want {
+		if got := fmt.Sprint(fields[k]); got != v {
+			t.Errorf("expiry log field %s = %q; want %q", k, got, v)
+		}
+	}
+	if _, ok := fields["port"]; ok {
+		t.Errorf("expiry log has a port field: %v", fields)
 	}
 	w.rawClient(t, ftpClientIP) // a greeting: not claimed
 	if got := w.claimed.Load(); got != 0 {

@@ -202,7 +202,7 @@ func (s *ftpSession) passive(code int, reply []byte) error {
 		err = s.claims.expect(s.ctx, e, true)
 	}
 	if err != nil {
-		conn.Close()
+		abortConn(conn) // the backend is told no transfer comes this way
 		if s.ctx.Err() != nil {
 			return s.ctx.Err()
 		}
@@ -290,7 +290,7 @@ func (s *ftpSession) acceptActive(ln *net.TCPListener, to netip.AddrPort) {
 	d := net.Dialer{Timeout: s.f.dialTimeout(), LocalAddr: dialFromIP(s.clientSide)}
 	c, err := d.DialContext(s.ctx, "tcp", to.String())
 	if err != nil {
-		back.Close()
+		abortConn(back) // a FIN would complete the backend's transfer, empty
 		if s.ctx.Err() == nil {
 			s.log.Warn("ftp client data port unreachable", zap.Stringer("data", to), zap.Error(err))
 		}

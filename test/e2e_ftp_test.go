@@ -6,9 +6,8 @@ import (
 )
 
 // TestE2EFTP runs a real FTP client through portmux: the client is silent until the
-// server's banner, so portmux routes it after sniff_timeout. Passive data connections
-// go straight to the backend's data ports (no ALG yet); only the control connection
-// crosses portmux.
+// server's banner, so portmux routes it after sniff_timeout to its FTP gateway, which
+// rewrites the passive replies: the data connections cross portmux's one port too.
 func TestE2EFTP(t *testing.T) {
 	w := startWorld(t, worldOpts{})
 	c, local := ftpDial(t, w.PM.Addr())
