@@ -22,15 +22,23 @@ import (
 )
 
 // countingTransport counts the requests that take the Transport given to
-// NewHTTPProxy rather than roundTrip.
+// NewHTTPProxy (or its fresh copy) rather than roundTrip.
 type countingTransport struct {
-	base http.RoundTripper
-	n    atomic.Int64
+	base, fresh http.RoundTripper
+	n           atomic.Int64
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
 	return c.base.RoundTrip(r)
+}
+
+// counted counts the requests taking fresh in c.
+type counted struct{ c *countingTransport }
+
+func (f counted) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.c.n.Add(1)
+	return f.c.fresh.RoundTrip(r)
 }
 
 // h2World is a directWorld served as portmux serves terminated TLS: each
@@ -52,8 +60,11 @@ func newH2World(t *testing.T, front func(*HTTPProxy) http.Handler, upstreams ...
 	}
 	w := newDirectWorld(t, front, upstreams...)
 	rt := w.proxy.rp.Transport.(*retryTransport)
-	ct := &countingTransport{base: rt.base}
+	ct := &countingTransport{base: rt.base, fresh: w.proxy.fresh}
 	rt.base = ct
+	if ct.fresh != nil {
+		w.proxy.fresh = counted{ct}
+	}
 	certs := httptest.NewUnstartedServer(nil)
 	certs.EnableHTTP2 = true
 	certs.StartTLS() // only for its certificate and a client that trusts it

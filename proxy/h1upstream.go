@@ -25,7 +25,25 @@ const (
 	// upstreamBufferSize bounds an upstream's response head (nginx's
 	// default proxy_buffer_size is 4 or 8 KiB).
 	upstreamBufferSize = 16 << 10
+	// freshReuseWindow bounds how long a kept-alive connection may have
+	// been idle to carry a request that cannot be sent again if the
+	// upstream closes it meanwhile (not idempotent, or with a body that
+	// streams from the client). An upstream closes an idle connection
+	// when its own keep-alive timeout ends, and a request sent at that
+	// moment meets a reset: a POST would get a 502. No common server
+	// closes sooner than 2s (gunicorn; nginx 75s, Node and Apache 5s),
+	// so such requests take connections idle under 1s, or a new one.
+	freshReuseWindow = time.Second
 )
+
+// reuseLimit is how long a connection may have been idle to carry a
+// request that may (idempotent) or may not be sent again.
+func reuseLimit(idempotent bool) time.Duration {
+	if idempotent {
+		return upstreamIdleTimeout
+	}
+	return freshReuseWindow
+}
 
 var upstreamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamBufferSize) }}
 
@@ -63,8 +81,10 @@ type idleConns struct {
 	closed bool
 }
 
-// get returns the most recently used connection, or nil.
-func (p *idleConns) get() *upstreamConn {
+// get returns the most recently used connection if it has been idle no
+// longer than limit (reuseLimit), or nil. One too old for limit but not
+// for upstreamIdleTimeout stays for requests that allow more.
+func (p *idleConns) get(limit time.Duration) *upstreamConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.conns)
@@ -72,9 +92,13 @@ func (p *idleConns) get() *upstreamConn {
 		return nil
 	}
 	uc := p.conns[n-1]
+	idle := time.Since(uc.idleAt)
+	if idle > limit && idle <= upstreamIdleTimeout {
+		return nil
+	}
 	p.conns[n-1] = nil
 	p.conns = p.conns[:n-1]
-	if time.Since(uc.idleAt) > upstreamIdleTimeout {
+	if idle > limit {
 		uc.conn.Close()
 		return nil
 	}
@@ -130,11 +154,15 @@ func (p *idleConns) closeAll() {
 	}
 }
 
-// CloseIdleConnections closes the direct path's idle upstream connections
-// and keeps none from now on (the route is retired).
+// CloseIdleConnections closes the idle upstream connections of the
+// direct path, which keeps none from now on (the route is retired), and
+// of the proxy's own transport for requests that need fresh ones.
 func (p *HTTPProxy) CloseIdleConnections() {
 	for _, u := range p.Pool.Upstreams {
 		u.idle.closeAll()
+	}
+	if c, ok := p.fresh.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
 	}
 }
 
@@ -148,8 +176,9 @@ func (e *errNothingReceived) Error() string {
 func (e *errNothingReceived) Unwrap() error { return e.err }
 
 // exchange sends out (request head and body) on a connection to u and
-// reads the response head into resp. A kept-alive connection is checked
-// first, without blocking: one the upstream has closed while idle, or sent
+// reads the response head into resp. A request that is not idempotent
+// takes a kept-alive connection only if it has been idle briefly
+// (reuseLimit). A kept-alive connection is checked first, without blocking: one the upstream has closed while idle, or sent
 // bytes nobody asked for on (they would pass for the next response, as
 // HAProxy and nginx also refuse), is closed and replaced. One closed in
 // the moment between check and send fails the request, which is sent again
@@ -161,7 +190,7 @@ func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idemp
 	for fresh := false; ; fresh = true {
 		var uc *upstreamConn
 		if !fresh {
-			uc = u.idle.get()
+			uc = u.idle.get(reuseLimit(idempotent))
 		}
 		if uc != nil && !stillOpen(uc.conn) {
 			uc.conn.Close()

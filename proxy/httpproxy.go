@@ -55,7 +55,8 @@ type HTTPProxy struct {
 	DialTimeout, ResponseHeaderTimeout time.Duration
 
 	rp             *httputil.ReverseProxy
-	plainUpstreams bool // Pool's upstreams are plain HTTP without base path (h1forward.go)
+	fresh          http.RoundTripper // for requests that cannot be sent again (freshTransport)
+	plainUpstreams bool              // Pool's upstreams are plain HTTP without base path (h1forward.go)
 	dialOnce       sync.Once
 	dial           *net.Dialer
 }
@@ -63,7 +64,8 @@ type HTTPProxy struct {
 // NewHTTPProxy returns a proxy for route over pool using transport, which
 // should be shared by all routes (it pools upstream connections).
 func NewHTTPProxy(route string, pool *Pool, transport http.RoundTripper, logger *zap.Logger) *HTTPProxy {
-	p := &HTTPProxy{Route: route, Pool: pool, PreserveHost: true, Logger: logger, plainUpstreams: plainUpstreams(pool)}
+	p := &HTTPProxy{Route: route, Pool: pool, PreserveHost: true, Logger: logger, plainUpstreams: plainUpstreams(pool),
+		fresh: freshTransport(transport)}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: p.rewrite,
 		// The status is noted here too: an upgrade's 101 is written by the
@@ -82,6 +84,22 @@ func NewHTTPProxy(route string, pool *Pool, transport http.RoundTripper, logger 
 		ErrorLog:   zap.NewStdLog(logger.With(zap.String("route", route))),
 	}
 	return p
+}
+
+// freshTransport returns a copy of an HTTP/1 transport whose kept-alive
+// connections serve only while idle under freshReuseWindow, for requests
+// the transport cannot send again if the upstream closes the connection
+// meanwhile: a body streams from the client, and a method that is not
+// idempotent must not be repeated. nil for other transports (HTTP/2
+// connections carry many requests and are closed with GOAWAY).
+func freshTransport(rt http.RoundTripper) http.RoundTripper {
+	tr, ok := rt.(*http.Transport)
+	if !ok || tr.Protocols != nil && !tr.Protocols.HTTP1() {
+		return nil
+	}
+	fresh := tr.Clone()
+	fresh.IdleConnTimeout = freshReuseWindow
+	return fresh
 }
 
 // reqState travels with one request through the proxy.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Edge cases a real-client run found where the net/http path differed
@@ -178,5 +179,65 @@ func testHTTPProxyNoHostNoForwardedHost(t *testing.T, direct bool) {
 	send(t, c, "GET /old HTTP/1.0\r\n\r\n")
 	if _, body := readResp(t, br, "GET"); body != "false []" {
 		t.Errorf("upstream saw X-Forwarded-Host %s; want none", body)
+	}
+}
+
+// A request that cannot be sent again if the upstream closes its kept-alive
+// connection meanwhile (a body, or a method that is not idempotent) takes
+// one idle under freshReuseWindow or a new one, so that it never meets an
+// upstream's keep-alive timeout; idempotent requests reuse older ones.
+func TestHTTPProxyFreshConnectionForUnrepeatable(t *testing.T) {
+	bothFronts(t, testHTTPProxyFreshConnectionForUnrepeatable)
+}
+
+func testHTTPProxyFreshConnectionForUnrepeatable(t *testing.T, direct bool) {
+	var conns atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	w := newProxyWorldOn(t, direct, RoundRobin, up)
+	c, br := dialRaw(t, strings.TrimPrefix(w.url, "http://"))
+	idle := func() { time.Sleep(freshReuseWindow + 200*time.Millisecond) }
+	// The direct path sends small bodies from its buffer over its own
+	// connections; net/http's path streams them over a second pool.
+	for i, step := range []struct {
+		before          func()
+		method, len     string
+		nethttp, direct int64 // connections the upstream accepted by then
+	}{
+		{nil, "GET", "", 1, 1},
+		{nil, "POST", "1", 2, 1},   // net/http: a body goes over the second pool
+		{nil, "POST", "1", 2, 1},   // over the one just used
+		{idle, "GET", "", 2, 1},    // idempotent: any kept connection
+		{nil, "POST", "1", 3, 1},   // net/http: the POSTs' connection idled too long
+		{idle, "DELETE", "", 4, 2}, // not idempotent: every connection idled too long
+	} {
+		want := step.nethttp
+		if direct {
+			want = step.direct
+		}
+		if step.before != nil {
+			step.before()
+		}
+		head := step.method + " /s HTTP/1.1\r\nHost: a\r\n"
+		if step.len != "" {
+			head += "Content-Length: " + step.len + "\r\n\r\nx"
+		} else {
+			head += "\r\n"
+		}
+		send(t, c, head)
+		if resp, _ := readResp(t, br, step.method); resp.StatusCode != http.StatusOK {
+			t.Fatalf("step %d %s: %s", i, step.method, resp.Status)
+		}
+		if n := conns.Load(); n != want {
+			t.Errorf("step %d %s: upstream accepted %d connections; want %d", i, step.method, n, want)
+		}
 	}
 }

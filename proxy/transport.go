@@ -32,7 +32,12 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st, pool := stateOf(req), t.proxy.Pool
 	direct := t.proxy.canRoundTrip(req)
-	if req.Body != nil && req.Body != http.NoBody {
+	base := t.base
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if t.proxy.fresh != nil && (hasBody || !isIdempotent([]byte(req.Method))) {
+		base = t.proxy.fresh
+	}
+	if hasBody {
 		req.Body = &upstreamBody{r: req.Body, st: st}
 	}
 	var sent *sendTrace
@@ -48,7 +53,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp, err = t.proxy.roundTrip(req, st.upstream)
 		} else {
 			sent.reset()
-			resp, err = t.base.RoundTrip(req)
+			resp, err = base.RoundTrip(req)
 		}
 		if err == nil {
 			pool.Succeeded(st.upstream)
