@@ -16,6 +16,7 @@ import (
 // bodyFraming tracks how much of a body is left.
 type bodyFraming struct {
 	remaining  int64 // Content-Length bytes left, or chunk data bytes left
+	data       int64 // the body's bytes so far, without chunk framing
 	chunked    bool
 	untilClose bool
 	state      chunkState
@@ -66,11 +67,13 @@ var errBadChunk = errors.New("malformed chunked body from upstream")
 // body; fewer than len(b) only once the body is done.
 func (f *bodyFraming) feed(b []byte) (int, error) {
 	if f.untilClose {
+		f.data += int64(len(b))
 		return len(b), nil
 	}
 	if !f.chunked {
 		n := min(int64(len(b)), f.remaining)
 		f.remaining -= n
+		f.data += n
 		return int(n), nil
 	}
 	i := 0
@@ -78,6 +81,7 @@ func (f *bodyFraming) feed(b []byte) (int, error) {
 		if f.state == chunkData {
 			n := min(int64(len(b)-i), f.remaining)
 			f.remaining -= n
+			f.data += n
 			i += int(n)
 			if f.remaining == 0 {
 				f.state = chunkDataCR
@@ -167,12 +171,12 @@ func hexValue(c byte) int {
 }
 
 // relayBody sends d.out (the response head) with the body bytes already
-// read, then the rest of the body as it arrives. It reports the body bytes
-// sent, whether the upstream's message ended exactly where the framing
+// read, then the rest of the body as it arrives. It reports the body's
+// bytes relayed (its content, without chunk framing, as net/http's path
+// counts), whether the upstream's message ended exactly where the framing
 // says (so its connection can be reused), and the error of the client's
 // side or of the upstream's.
 func (d *directConn) relayBody(uc *upstreamConn, f bodyFraming) (n int64, complete bool, clientErr, err error) {
-	head := len(d.out)
 	if buffered := uc.br.Buffered(); buffered > 0 && !f.done() {
 		b, _ := uc.br.Peek(buffered)
 		use, ferr := f.feed(b)
@@ -182,12 +186,11 @@ func (d *directConn) relayBody(uc *upstreamConn, f bodyFraming) (n int64, comple
 			err = ferr
 		}
 	}
-	n = int64(len(d.out) - head)
 	if _, werr := d.conn.Write(d.out); werr != nil {
-		return n, false, werr, nil
+		return f.data, false, werr, nil
 	}
 	if err != nil || f.done() {
-		return n, err == nil && uc.br.Buffered() == 0, nil, err
+		return f.data, err == nil && uc.br.Buffered() == 0, nil, err
 	}
 	// The rest streams: watch the client meanwhile, as net/http does, so a
 	// client that goes away ends the exchange.
@@ -204,21 +207,20 @@ func (d *directConn) relayBody(uc *upstreamConn, f bodyFraming) (n int64, comple
 		use, ferr := f.feed(buf[:k])
 		if use > 0 {
 			if _, werr := d.conn.Write(buf[:use]); werr != nil {
-				return n, false, werr, nil
+				return f.data, false, werr, nil
 			}
-			n += int64(use)
 		}
 		switch {
 		case ferr != nil:
-			return n, false, nil, ferr
+			return f.data, false, nil, ferr
 		case f.done():
-			return n, use == k && uc.br.Buffered() == 0, nil, nil
+			return f.data, use == k && uc.br.Buffered() == 0, nil, nil
 		case rerr == io.EOF && f.untilClose:
-			return n, false, nil, nil
+			return f.data, false, nil, nil
 		case rerr == io.EOF:
-			return n, false, nil, io.ErrUnexpectedEOF
+			return f.data, false, nil, io.ErrUnexpectedEOF
 		case rerr != nil:
-			return n, false, nil, rerr
+			return f.data, false, nil, rerr
 		}
 	}
 }

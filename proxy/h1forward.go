@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -145,7 +146,7 @@ func (x *directExchange) relay(uc *upstreamConn) bool {
 		x.done(clientErr, true)
 		return false
 	case err != nil:
-		x.done(err, false)
+		x.done(fmt.Errorf("%w: %w", errResponseAborted, err), false)
 		return false
 	}
 	x.done(nil, false)

@@ -241,3 +241,33 @@ func testHTTPProxyFreshConnectionForUnrepeatable(t *testing.T, direct bool) {
 		}
 	}
 }
+
+// A response the upstream cuts off mid-body fails for the client and is
+// logged alike on both paths: "response aborted", and the body's bytes
+// relayed without chunk framing.
+func TestHTTPProxyTruncatedResponseLogged(t *testing.T) {
+	bothFronts(t, testHTTPProxyTruncatedResponseLogged)
+}
+
+func testHTTPProxyTruncatedResponseLogged(t *testing.T, direct bool) {
+	up := rawUpstream(t, func(c *net.TCPConn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err == nil {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		}
+	})
+	w := newProxyWorldAt(t, direct, RoundRobin, up)
+	resp, err := http.Get(w.url + "/cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || string(body) != "hello" {
+		t.Errorf("client read %q, %v; want hello and an error", body, err)
+	}
+	waitLogs(t, w.logs, 1)
+	e := w.logs.FilterMessage("request").All()
+	if len(e) != 1 || e[0].ContextMap()["bytes"] != int64(5) || !strings.Contains(fmt.Sprint(e[0].ContextMap()["error"]), "response aborted") {
+		t.Errorf("access log %v; want bytes 5 and the error response aborted", e)
+	}
+}
