@@ -3,6 +3,9 @@ package test
 import (
 	"bytes"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,5 +124,43 @@ func TestE2EClientClosed(t *testing.T) {
 	w.PM.Stop(t)
 	if n := w.FTP.Accepted(); n != 0 {
 		t.Errorf("FTP backend accepted %d connections; want 0", n)
+	}
+}
+
+// TestE2EMalformedHTTP: a request that starts as HTTP does (a method and
+// a space, then a path) but whose request line no server can take gets
+// an HTTP answer with Connection: close, not a silent close, and its
+// connection line says bad_request with the status: a space in the
+// target 400, a version other than HTTP/1 505 (HTTP/2.0 and HTTP/3 in
+// HTTP/1 syntax), a request line over 64 KiB (sniff_max_bytes and
+// http.max_header_bytes) 414, even though the Host that routing looks
+// for never arrives. No upstream sees any of them.
+func TestE2EMalformedHTTP(t *testing.T) {
+	api, web := startL7Backend(t, "api"), startL7Backend(t, "web")
+	pm := startPortmux(t, lineEndsConfig(api, web))
+	long := "GET /" + strings.Repeat("a", 70<<10) + " HTTP/1.1\r\nHost: api.test\r\n\r\n"
+	for _, tc := range []struct {
+		name, raw string
+		status    int
+	}{
+		{"space in the target", "GET /a b HTTP/1.1\r\nHost: api.test\r\n\r\n", http.StatusBadRequest},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: api.test\r\n\r\n", http.StatusHTTPVersionNotSupported},
+		{"HTTP/3", "GET / HTTP/3\r\nHost: api.test\r\n\r\n", http.StatusHTTPVersionNotSupported},
+		{"request line over 64 KiB", long, http.StatusRequestURITooLong},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resps, bodies, local := sendAll(t, pm.Addr(), tc.raw)
+			if len(resps) != 1 || resps[0].StatusCode != tc.status || !resps[0].Close || len(bodies[0]) > 200 {
+				t.Fatalf("got %d responses %q; want one %d with a short body and Connection: close", len(resps), bodies, tc.status)
+			}
+			l := pm.WaitLog(t, connOf(local), 10*time.Second)
+			checkFields(t, l, map[string]string{"protocol": "http", "outcome": "bad_request"})
+			if !strings.Contains(l.Str("error"), strconv.Itoa(tc.status)) {
+				t.Errorf("connection line's error %q; want the %d\nline: %s", l.Str("error"), tc.status, l.Raw)
+			}
+		})
+	}
+	if n := api.Hits() + web.Hits(); n != 0 {
+		t.Errorf("upstreams got %d requests; want none", n)
 	}
 }
