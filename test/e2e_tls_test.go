@@ -78,7 +78,7 @@ func rawClientHello(name string) []byte {
 	sni := append([]byte{0, byte(len(name) + 3), 0, 0, byte(len(name))}, name...)
 	ext := append([]byte{0, 0, 0, byte(len(sni))}, sni...)
 	body := append([]byte{3, 3}, make([]byte, 32)...) // version, random
-	body = append(body, 0, 0, 2, 0x13, 0x01, 1, 0)     // no session id, one suite, null compression
+	body = append(body, 0, 0, 2, 0x13, 0x01, 1, 0)    // no session id, one suite, null compression
 	body = append(body, 0, byte(len(ext)))
 	body = append(body, ext...)
 	msg := append([]byte{1, 0, 0, byte(len(body))}, body...)
