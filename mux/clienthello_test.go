@@ -150,7 +150,7 @@ func TestParseClientHelloTrailingDot(t *testing.T) {
 
 // helloWithSNI builds a minimal ClientHello by hand carrying name verbatim,
 // which crypto/tls would refuse to send.
-func helloWithSNI(t *testing.T, name string) []byte {
+func helloWithSNI(t testing.TB, name string) []byte {
 	t.Helper()
 	sni := append([]byte{0, byte(len(name) + 3), 0, 0, byte(len(name))}, name...)
 	ext := append([]byte{0, 0, 0, byte(len(sni))}, sni...)
@@ -195,6 +195,7 @@ func FuzzParseClientHello(f *testing.F) {
 	f.Add(recordHello(f, "", nil))
 	f.Add(splitRecords(recordHello(f, "b.example", nil), 16))
 	f.Add([]byte{0x16, 3, 1, 0, 0})
+	f.Add(helloWithSNI(f, "a.example.")) // a fully qualified name, as openssl sends it
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := parseClientHello(data)
 		if err != nil {

@@ -152,8 +152,11 @@ func TestSniffSSH(t *testing.T) {
 // sniffer in two pieces gives the same verdict as feeding it whole, and that
 // at most one client-first protocol claims any input.
 func FuzzSniffers(f *testing.F) {
-	// Seeds: one of each protocol, a prefix of the h2c preface, and garbage.
-	for _, s := range []string{"GET / HTTP/1.1\r\n", h2Preface, "PRI * HTTP/2.0", "SSH-2.0-x\r\n", "\x16\x03\x01\x00\x05\x01", "\x00\xff\xfe"} {
+	// Seeds: one of each protocol, a prefix of the h2c preface, garbage,
+	// an empty line before a request line, a clearly-HTTP line with a
+	// version other than 1.x, and Redis's inline GET, which is not HTTP.
+	for _, s := range []string{"GET / HTTP/1.1\r\n", h2Preface, "PRI * HTTP/2.0", "SSH-2.0-x\r\n", "\x16\x03\x01\x00\x05\x01", "\x00\xff\xfe",
+		"\r\n\nGET / HTTP/1.0\n", "GET /a HTTP/3\r\n", "GET key\r\n"} {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
