@@ -13,8 +13,6 @@ type Info struct {
 	// SNI is the TLS server name, lowercased, without the trailing dot a
 	// client may send; empty if none or not TLS.
 	SNI string
-	// sniDot: the client's SNI ended in a dot.
-	sniDot bool
 	// ALPN lists the protocols a TLS client offered.
 	ALPN []string
 	// Host is the HTTP/1 Host header without port, lowercased; set only when
@@ -24,13 +22,15 @@ type Info struct {
 	// inside a terminated TLS connection, it is unknown at connection level:
 	// host conditions pass there and each request is routed on its own.
 	hostKnown bool
-	// Path is the path of the first HTTP/1 request (from its request line),
-	// decoded and resolved as routingPath says; empty when unknown.
-	Path string
 	// headCut is true when the sniff byte cap ended the first HTTP/1
 	// request's head before its Host (or the end of its request line)
 	// was read: host (and path) stay unknown, and Table.Lookup takes care.
 	headCut bool
+	// sniDot: the client's SNI ended in a dot (SNI is without it).
+	sniDot bool
+	// Path is the path of the first HTTP/1 request (from its request line),
+	// decoded and resolved as routingPath says; empty when unknown.
+	Path string
 	// Client is the client's address.
 	Client netip.AddrPort
 	// Listener is the address of the listener that accepted the connection.
