@@ -67,7 +67,7 @@ func (s *Server) handle(c net.Conn, p Protocol, listener string) {
 	var route, inner *Route
 	var iinfo *Info
 	if outcome == "" {
-		if route = table.Lookup(info); route == nil {
+		if route = lookup(table, info, prefix); route == nil {
 			outcome = noRoute(info)
 		}
 	}
@@ -282,6 +282,20 @@ func cutHead(info *Info, outcome string) string {
 	}
 	info.headCut = true
 	return ""
+}
+
+// lookup routes a sniffed connection in t. One taken as HTTP only as
+// the clear start of a request line that then went wrong (or on past the
+// sniff cap), which no route takes, is routed as the unrecognized bytes
+// it was taken for before portmux answered such requests: a fallback
+// route takes it.
+func lookup(t *Table, info *Info, prefix []byte) *Route {
+	r := t.Lookup(info)
+	if r == nil && info.Protocol == HTTP && malformedHTTP(prefix) {
+		info.Protocol = Unknown
+		r = t.Lookup(info)
+	}
+	return r
 }
 
 // noRoute is the outcome of a connection no route took.

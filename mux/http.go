@@ -37,15 +37,16 @@ const knownMethodLen = len("OPTIONS")
 // server then answers it (400, 505, 414) instead of a silent close. Lines
 // that merely start with a method (Redis's inline "GET key") are not.
 type httpSniffer struct {
-	state  uint8
-	pos    int                  // bytes of the current token seen
-	seen   int                  // total bytes fed
-	lines  int                  // empty lines skipped
-	method [knownMethodLen]byte // the method's first bytes
-	known  bool                 // the method is one of RFC 9110's
-	clear  bool                 // HTTP, whatever follows (see above)
-	h1Fail bool
-	h2Fail bool
+	state     uint8
+	pos       int                  // bytes of the current token seen
+	seen      int                  // total bytes fed
+	lines     int                  // empty lines skipped
+	method    [knownMethodLen]byte // the method's first bytes
+	known     bool                 // the method is one of RFC 9110's
+	clear     bool                 // HTTP, whatever follows (see above)
+	malformed bool                 // matched only as clear: the line went wrong
+	h1Fail    bool
+	h2Fail    bool
 }
 
 const (
@@ -76,6 +77,7 @@ func (s *httpSniffer) feed(b []byte) verdict {
 				return matched
 			case rejected:
 				if s.clear { // malformed, but clearly HTTP
+					s.malformed = true
 					return matched
 				}
 				s.h1Fail = true
@@ -86,6 +88,16 @@ func (s *httpSniffer) feed(b []byte) verdict {
 		}
 	}
 	return needMore
+}
+
+// malformedHTTP reports whether b, the bytes of a connection taken as
+// HTTP, is so only as a clear start of a request line that then went
+// wrong or went on past what was read: not a well-formed request line
+// nor the h2c preface.
+func malformedHTTP(b []byte) bool {
+	var s httpSniffer
+	v := s.feed(b)
+	return s.malformed || v == needMore && s.clear
 }
 
 // atLimit is the verdict when the sniff read all it may without one:

@@ -240,3 +240,21 @@ func TestMatchHTTPAtLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestMalformedHTTP(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		{"\r\nGET / HTTP/1.0\n\n", false},
+		{h2Preface, false},
+		{"GET / HTTP/3\r\n", true},
+		{"GET /a b HTTP/1.1\r\n", true},
+		{"GET /" + strings.Repeat("a", 100), true}, // cut off by the sniff cap
+	} {
+		if got := malformedHTTP([]byte(tt.in)); got != tt.want {
+			t.Errorf("malformedHTTP(%q) = %v; want %v", tt.in, got, tt.want)
+		}
+	}
+}

@@ -287,6 +287,34 @@ func TestServerBadInput(t *testing.T) {
 	}
 }
 
+// A line taken as HTTP only because it clearly starts as a request goes
+// to an HTTP route when there is one (its server answers it), and
+// otherwise, as before such lines were answered, to a fallback route
+// for unrecognized bytes, with the bytes exactly as sent.
+func TestServerMalformedHTTPFallback(t *testing.T) {
+	fallback := Route{Name: "fallback", Match: Match{Protocols: []Protocol{Unknown}}}
+	for _, tt := range []struct {
+		name   string
+		routes []Route
+		route  string
+		proto  Protocol
+	}{
+		{"http route", []Route{{Name: "web", Match: Match{Protocols: []Protocol{HTTP}}}, fallback}, "web", HTTP},
+		{"no http route", []Route{{Name: "ssh", Match: Match{Protocols: []Protocol{SSH}}}, fallback}, "fallback", Unknown},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, tt.routes...)
+			data := []byte("GET / HTTP/3\r\nHost: a\r\n\r\n")
+			if reply := w.send(data); reply != replyOf(tt.route) {
+				t.Errorf("got %q; want %q", reply, replyOf(tt.route))
+			}
+			if s := w.next(); s.route != tt.route || s.info.Protocol != tt.proto || !bytes.Equal(s.stream, data) {
+				t.Errorf("route %q got %q as %v; want %q, the bytes sent, as %v", s.route, s.stream, s.info.Protocol, tt.route, tt.proto)
+			}
+		})
+	}
+}
+
 // An HTTP head longer than the sniff may read (MaxSniffBytes) before the
 // Host a route needs is routed as one whose Host (and path, if the
 // request line did not end) is unknown: a route that routes each request
@@ -337,8 +365,10 @@ func TestServerHTTPHeadCut(t *testing.T) {
 				if _, err := io.Copy(&got, c); got.Len() != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
 					t.Errorf("got %q, %v; want the connection closed", got.Bytes(), err)
 				}
+				// No route took it as HTTP: it is the unrecognized bytes
+				// it was before HTTP's clear starts were answered.
 				w.connLog(func(f map[string]any) bool {
-					return f["client"] == c.LocalAddr().String() && f["outcome"] == OutcomeOversized && f["protocol"] == "http"
+					return f["client"] == c.LocalAddr().String() && f["outcome"] == OutcomeOversized && f["protocol"] == "unknown"
 				})
 				return
 			}

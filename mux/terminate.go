@@ -75,7 +75,7 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 			return wire(Result{Outcome: outcome}), nil, &inner
 		}
 	}
-	r := route.Inner.Lookup(&inner)
+	r := lookup(route.Inner, &inner, prefix)
 	if r == nil {
 		tc.Close()
 		return wire(Result{Outcome: noRoute(&inner)}), nil, &inner
