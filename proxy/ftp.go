@@ -295,18 +295,6 @@ func (s *ftpSession) relayData(client, backend net.Conn) {
 	}
 }
 
-// abortConn closes a data connection portmux gave up on with a TCP reset
-// (SO_LINGER 0) instead of a FIN. To an FTP server a FIN on a data
-// connection means the transfer is complete: an upload is stored empty, a
-// listing counts as sent, and both are answered 226. A reset makes it
-// answer 425/426, so the client learns that its transfer failed.
-func abortConn(c net.Conn) {
-	if l, ok := c.(interface{ SetLinger(sec int) error }); ok {
-		l.SetLinger(0)
-	}
-	c.Close()
-}
-
 // announced is the data address the session gave its client for an
 // expectation under key: on the multiplexed port (key.port 0, which the
 // table cannot know) the public port, else the DataPorts port. An EPSV

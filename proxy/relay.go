@@ -117,7 +117,15 @@ func (r *relay) finish(dst net.Conn, err error) {
 		return
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-		if cerr := cw.CloseWrite(); cerr != nil && !isClosed(cerr) && !peerGone(cerr) {
+		// Under the lock: once the relay is aborted its sockets get a
+		// reset, which a FIN sent first would belie.
+		r.mu.Lock()
+		var cerr error
+		if !r.aborted {
+			cerr = cw.CloseWrite()
+		}
+		r.mu.Unlock()
+		if cerr != nil && !isClosed(cerr) && !peerGone(cerr) {
 			r.abort(cerr)
 		}
 		return
@@ -135,12 +143,45 @@ func (r *relay) abort(err error) {
 	}
 	r.aborted = true
 	r.first = err
+	if err != nil {
+		// Cut short (a reset, an error, the idle timeout, shutdown):
+		// each side must learn that the stream did not end, which a
+		// FIN would tell it (a download would look complete, an FTP
+		// upload be stored cut short).
+		abortConn(r.client)
+		abortConn(r.backend)
+	} else {
+		r.client.Close()
+		r.backend.Close()
+	}
 	r.mu.Unlock()
-	r.client.Close()
-	r.backend.Close()
 	if r.pipes.parks() {
 		r.unparkAll()
 	}
+}
+
+// abortConn closes c with a TCP reset (SO_LINGER 0) instead of a FIN, for
+// a stream that was cut short: to its peer a FIN means the stream ended
+// whole. An FTP server stores an upload, or counts a listing as sent, and
+// answers 226; a reset makes it answer 425/426. Data c had not yet sent
+// is dropped, as it would be for the peer that reset. A wrapped conn (TLS,
+// PROXY protocol) is reset underneath; one without a TCP socket is closed.
+func abortConn(c net.Conn) {
+	raw := c
+	for range 4 {
+		switch w := raw.(type) {
+		case interface{ SetLinger(sec int) error }:
+			w.SetLinger(0)
+		case interface{ NetConn() net.Conn }: // *tls.Conn
+			raw = w.NetConn()
+			continue
+		case interface{ Raw() net.Conn }: // *proxyproto.Conn
+			raw = w.Raw()
+			continue
+		}
+		break
+	}
+	c.Close()
 }
 
 // quiet drops the errors a teardown causes in the other direction.

@@ -60,6 +60,9 @@ type hideTCP struct{ net.Conn }
 
 func (h hideTCP) CloseWrite() error { return h.Conn.(*net.TCPConn).CloseWrite() }
 
+// NetConn reaches the socket underneath, as *tls.Conn's does.
+func (h hideTCP) NetConn() net.Conn { return h.Conn }
+
 // front runs t.Serve on the server side of a fresh loopback connection and
 // returns the client side and the relay's result.
 func front(t *testing.T, target *TCP, prefix []byte, wrap func(net.Conn) net.Conn) (*net.TCPConn, <-chan result) {
@@ -361,5 +364,49 @@ func TestRelayClientGoneBeforeEOF(t *testing.T) {
 	close(closed)
 	if r := wait(t, res); r.err != nil && !errors.Is(r.err, syscall.ECONNRESET) {
 		t.Fatalf("got %v; want nil or the client's reset", r.err)
+	}
+}
+
+// A relay cut short passes the abort on as a reset, never as a FIN, which
+// would tell the other side the stream ended whole: a client's reset
+// reaches the backend as one (an FTP server then fails the upload instead
+// of storing it cut short), and so does the idle timeout, to both sides.
+// Over splice and over the buffered path.
+func TestRelayAbortIsReset(t *testing.T) {
+	for name, wrap := range map[string]func(net.Conn) net.Conn{"splice": nil, "buffered": func(c net.Conn) net.Conn { return hideTCP{c} }} {
+		t.Run(name+"/client reset", func(t *testing.T) {
+			got := make(chan error, 1)
+			backend := listen(t, func(c *net.TCPConn) {
+				_, err := io.Copy(io.Discard, c)
+				got <- err
+			})
+			c, res := front(t, &TCP{Addr: backend}, nil, wrap)
+			c.Write([]byte("part of an upload"))
+			time.Sleep(50 * time.Millisecond) // relayed before the reset
+			c.SetLinger(0)
+			c.Close()
+			wait(t, res)
+			if err := <-got; !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("backend read %v; want the client's reset", err)
+			}
+		})
+		t.Run(name+"/idle timeout", func(t *testing.T) {
+			got := make(chan error, 1)
+			backend := listen(t, func(c *net.TCPConn) {
+				_, err := io.Copy(io.Discard, c)
+				got <- err
+			})
+			c, res := front(t, &TCP{Addr: backend, IdleTimeout: 200 * time.Millisecond}, nil, wrap)
+			c.Write([]byte("x"))
+			if r := wait(t, res); !errors.Is(r.err, ErrIdleTimeout) {
+				t.Fatalf("relay ended with %v; want ErrIdleTimeout", r.err)
+			}
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("client read %v; want a reset", err)
+			}
+			if err := <-got; !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("backend read %v; want a reset", err)
+			}
+		})
 	}
 }
