@@ -115,11 +115,6 @@ func (s *httpSniffer) step(c byte) verdict {
 	switch s.state {
 	case inMethod:
 		switch {
-		case s.pos == 0 && (c == '\r' || c == '\n') && s.lines < maxEmptyLines:
-			s.lines++
-			if c == '\r' {
-				s.state = inEmptyLine
-			}
 		case c == ' ' && s.pos > 0:
 			s.known = s.pos <= knownMethodLen && knownMethod(s.method[:s.pos])
 			s.state, s.pos = inTarget, 0
@@ -128,6 +123,11 @@ func (s *httpSniffer) step(c byte) verdict {
 				s.method[s.pos] = c
 			}
 			s.pos++
+		case s.pos == 0 && (c == '\r' || c == '\n') && s.lines < maxEmptyLines:
+			s.lines++
+			if c == '\r' {
+				s.state = inEmptyLine
+			}
 		default:
 			return rejected
 		}
@@ -138,13 +138,13 @@ func (s *httpSniffer) step(c byte) verdict {
 		s.state = inMethod
 	case inTarget:
 		switch {
-		case c == ' ' && s.pos > 0:
-			s.state, s.pos = inVersion, 0
 		case c > ' ' && c < 0x7f:
 			if s.pos == 0 && c == '/' && s.known {
 				s.clear = true
 			}
 			s.pos++
+		case c == ' ' && s.pos > 0:
+			s.state, s.pos = inVersion, 0
 		default:
 			return rejected
 		}
@@ -181,7 +181,11 @@ func isTokenChar(c byte) bool {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
 	}
-	return c != 0 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
 }
 
 // IsH2CPreface reports whether b starts with the h2c prior-knowledge
