@@ -123,24 +123,22 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &reqState{client: clientAddr(r)}
 	rec := &recorder{ResponseWriter: w, http10: !r.ProtoAtLeast(1, 1)}
+	rs := r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	if p.MaxBodyBytes > 0 && r.ContentLength > p.MaxBodyBytes {
 		// Refused before a byte of the body is asked for: a client that
 		// sent Expect: 100-continue gets no 100, and no upstream is
 		// bothered (nginx answers so too).
 		st.err = &http.MaxBytesError{Limit: p.MaxBodyBytes}
-		p.fail(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)), st.err)
-		p.logRequest(r, st, rec, start)
-		return
-	}
-	st.upstream = p.Pool.Pick(st.client, nil)
-	if st.upstream == nil {
+	} else if st.upstream = p.Pool.Pick(st.client, nil); st.upstream == nil {
 		st.err = errors.New("no upstream")
-		p.fail(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)), st.err)
+	}
+	if st.err != nil {
+		p.fail(rec, rs, st.err)
 		p.logRequest(r, st, rec, start)
 		return
 	}
-	if p.MaxBodyBytes > 0 && r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodyBytes)
+	if p.MaxBodyBytes > 0 && rs.Body != nil {
+		rs.Body = http.MaxBytesReader(w, rs.Body, p.MaxBodyBytes)
 	}
 	// In flight until the response body is done (streams count), moved to
 	// another upstream by a retry.
@@ -159,7 +157,7 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.upstream.inFlight.Add(-1)
 		p.logRequest(r, st, rec, start)
 	}()
-	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	p.rp.ServeHTTP(rec, rs)
 	finished = true
 	if st.status == 499 && rec.status == 0 {
 		// Nothing to answer: the client went away or its upload failed.

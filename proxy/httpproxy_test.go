@@ -408,6 +408,11 @@ func testHTTPProxyErrors(t *testing.T, direct bool) {
 		if resp, body := get(t, http.DefaultClient, req); resp.StatusCode != 413 {
 			t.Fatalf("got %d %q", resp.StatusCode, body)
 		}
+		// Chunked: no declared length, the limit acts while the body streams.
+		req, _ = http.NewRequest("POST", w.url, struct{ io.Reader }{strings.NewReader(strings.Repeat("x", 100))})
+		if resp, body := get(t, http.DefaultClient, req); resp.StatusCode != 413 {
+			t.Fatalf("chunked: got %d %q", resp.StatusCode, body)
+		}
 	})
 }
 
