@@ -3,6 +3,8 @@ package mux
 import (
 	"bytes"
 	"strings"
+
+	"github.com/portmux/portmux/internal/httpline"
 )
 
 // h2Preface is the HTTP/2 connection preface a client sends first when it
@@ -13,19 +15,11 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // UPDATEREDIRECTREF, has 17 characters.
 const maxMethodLen = 24
 
-// maxEmptyLines bounds the empty lines (CRLF or a bare LF) skipped before
-// a request line. RFC 9112 §2.2 asks a server to ignore at least one, which
-// old clients send after a POST body; net/http skips up to four bytes of
-// them, nginx any number within its buffer. A stream of nothing but empty
-// lines is then not HTTP, and the sniff limits end it. proxy's direct path
-// skips as many.
-const maxEmptyLines = 4
-
 // knownMethodLen is the length of the longest method knownMethod names.
 const knownMethodLen = len("OPTIONS")
 
 // httpSniffer recognises an HTTP/1.x request line ("METHOD SP target SP
-// HTTP/1.d"), after at most maxEmptyLines empty lines, or the h2c
+// HTTP/1.d"), after at most httpline.MaxEmptyLines empty lines, or the h2c
 // preface. It is fed the connection's bytes in pieces and keeps its
 // position, so a long request target is scanned once. Any method token is
 // accepted (PATCH, PROPFIND, ...).
@@ -123,7 +117,7 @@ func (s *httpSniffer) step(c byte) verdict {
 				s.method[s.pos] = c
 			}
 			s.pos++
-		case s.pos == 0 && (c == '\r' || c == '\n') && s.lines < maxEmptyLines:
+		case s.pos == 0 && (c == '\r' || c == '\n') && s.lines < httpline.MaxEmptyLines:
 			s.lines++
 			if c == '\r' {
 				s.state = inEmptyLine
@@ -230,17 +224,14 @@ func findHost(b []byte) (string, hostResult) {
 }
 
 // skipEmptyLines returns b after the empty lines (CRLF or LF) it starts
-// with, at most maxEmptyLines of them.
+// with, at most httpline.MaxEmptyLines of them.
 func skipEmptyLines(b []byte) []byte {
-	for range maxEmptyLines {
-		switch {
-		case len(b) > 0 && b[0] == '\n':
-			b = b[1:]
-		case len(b) > 1 && b[0] == '\r' && b[1] == '\n':
-			b = b[2:]
-		default:
-			return b
+	for range httpline.MaxEmptyLines {
+		n := httpline.EmptyLine(b)
+		if n == 0 {
+			break
 		}
+		b = b[n:]
 	}
 	return b
 }

@@ -3,6 +3,8 @@ package mux
 import (
 	"strings"
 	"testing"
+
+	"github.com/portmux/portmux/internal/httpline"
 )
 
 func TestHTTPSniffer(t *testing.T) {
@@ -25,11 +27,11 @@ func TestHTTPSniffer(t *testing.T) {
 		{"http/2 line that is not the preface", "PRI * HTTP/2.0\r\n\r\nXX", rejected},
 		{"bare LF line ends", "GET /head HTTP/1.0\n\n", matched},
 		// RFC 9112 §2.2: empty lines before the request line are skipped,
-		// up to maxEmptyLines; a CR alone ends nothing.
+		// up to httpline.MaxEmptyLines; a CR alone ends nothing.
 		{"leading CRLF", "\r\nGET / HTTP/1.1\r\n", matched},
 		{"leading LF", "\nPOST / HTTP/1.1\r\n", matched},
-		{"most empty lines", strings.Repeat("\r\n", maxEmptyLines-1) + "\nGET / HTTP/1.1", matched},
-		{"too many empty lines", strings.Repeat("\r\n", maxEmptyLines+1) + "GET / HTTP/1.1", rejected},
+		{"most empty lines", strings.Repeat("\r\n", httpline.MaxEmptyLines-1) + "\nGET / HTTP/1.1", matched},
+		{"too many empty lines", strings.Repeat("\r\n", httpline.MaxEmptyLines+1) + "GET / HTTP/1.1", rejected},
 		{"partial leading CRLF", "\r", needMore},
 		{"leading CR alone", "\rGET / HTTP/1.1\r\n", rejected},
 		{"empty lines only", "\r\n\r\n", needMore},

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portmux/portmux/internal/httpline"
 )
 
 // The direct path forwards plain HTTP/1.1 requests without net/http: the
@@ -129,7 +131,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 
 // readRequest waits for the next request head: for its first byte up to
 // the idle timeout (the header timeout for a connection's first request),
-// for the rest up to the header timeout. Up to maxEmptyLines empty lines
+// for the rest up to the header timeout. Up to httpline.MaxEmptyLines empty lines
 // before it are dropped (RFC 9112 §2.2: after a POST's body some clients
 // send one). It reports whether the direct path can take the request
 // (body included, already buffered) or must refuse it (headRefused, with
@@ -161,7 +163,7 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 	deadline := false
 	for skipped := 0; ; {
 		b := d.peekBuffered()
-		if n := emptyLine(b); n > 0 && skipped < maxEmptyLines {
+		if n := httpline.EmptyLine(b); n > 0 && skipped < httpline.MaxEmptyLines {
 			d.br.Discard(n)
 			skipped++
 			continue

@@ -21,6 +21,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/portmux/portmux/internal/httpline"
 )
 
 // newDirectFront serves p through an HTTPServer whose DirectRouter sends
@@ -863,7 +865,7 @@ func BenchmarkDirectRequest(b *testing.B) {
 }
 
 // Empty lines before a request line are dropped (RFC 9112 §2.2), up to
-// maxEmptyLines: before a connection's first request, and between
+// httpline.MaxEmptyLines: before a connection's first request, and between
 // pipelined requests after a body, as old clients send a CRLF after a
 // POST's. The direct path serves all of them; net/http (whose handler
 // fails the test) never sees one.
@@ -919,7 +921,7 @@ func TestDirectRequestLines(t *testing.T) {
 		refused        bool
 	}{
 		{"empty lines first", "\r\n\nGET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, "HTTP/1.1 3", false},
-		{"too many empty lines", strings.Repeat("\r\n", maxEmptyLines+1) + "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "400 Bad Request", true},
+		{"too many empty lines", strings.Repeat("\r\n", httpline.MaxEmptyLines+1) + "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "400 Bad Request", true},
 		{"bare LF, HTTP/1.0", "GET /head HTTP/1.0\n\n", 200, "HTTP/1.0 5", false},
 		{"bare LF, HTTP/1.1", "GET /ok HTTP/1.1\nHost: x\nConnection: close\n\n", 200, "HTTP/1.1 3", false},
 		// A CR alone is no line end: net/http refuses it, as the

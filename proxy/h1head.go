@@ -136,28 +136,6 @@ func (h *head) parseFields(b []byte) headResult {
 	}
 }
 
-// maxEmptyLines bounds the empty lines (CRLF or a bare LF) the direct
-// path drops before a request line. RFC 9112 §2.2 asks a server to ignore
-// at least one: some clients send one after a POST's body. net/http drops
-// up to four bytes of them after a POST only, and would answer 400 to
-// the request after them. The mux's sniffer takes as many before a
-// connection's first request.
-const maxEmptyLines = 4
-
-// emptyLine returns the length of the empty line (CRLF or LF) b starts
-// with, 0 if none (or a CR not yet followed by anything).
-func emptyLine(b []byte) int {
-	switch {
-	case len(b) == 0:
-		return 0
-	case b[0] == '\n':
-		return 1
-	case b[0] == '\r' && len(b) > 1 && b[1] == '\n':
-		return 2
-	}
-	return 0
-}
-
 // otherVersion returns the version number of a request line whose
 // version is HTTP/d (or d.d, any digits) with a major version other than
 // 1: HTTP/2.0 or HTTP/3 said in HTTP/1 syntax, which RFC 9110 §15.6.6
