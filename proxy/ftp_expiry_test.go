@@ -161,11 +161,16 @@ func scriptedDataBackend(t *testing.T) (string, <-chan error) {
 					break
 				}
 				d, err := net.Dial("tcp", ap.String())
-				if err != nil {
+				switch {
+				case errors.Is(err, syscall.ECONNRESET):
+					// Accepted and reset before the dial saw its
+					// handshake complete: that connection's end.
+					ends <- err
+				case err != nil:
 					reply = "425 cannot connect\r\n"
-					break
+				default:
+					watch(d)
 				}
-				watch(d)
 			case "QUIT":
 				c.Write([]byte("221 bye\r\n"))
 				return
