@@ -15,6 +15,7 @@ var badDeps = map[string]map[string]string{
 	"proxy":             {"mux": "siblings: cmd wires them", "tlsutil": "siblings", "config": "proxy takes options, not config"},
 	"tlsutil":           {"mux": "siblings", "proxy": "siblings", "config": "tlsutil takes options, not config"},
 	"internal/rawio":    {"mux": "rawio is a leaf", "proxy": "rawio is a leaf", "tlsutil": "rawio is a leaf", "config": "rawio is a leaf"},
+	"internal/loopback": {"mux": "loopback is a leaf", "proxy": "loopback is a leaf", "tlsutil": "loopback is a leaf", "config": "loopback is a leaf"},
 	"internal/httpline": {"mux": "httpline is a leaf", "proxy": "httpline is a leaf", "tlsutil": "httpline is a leaf", "config": "httpline is a leaf"},
 }
 

@@ -13,37 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portmux/portmux/internal/loopback"
 )
-
-// tcpPair returns both ends of a loopback TCP connection; the test closes
-// them.
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return s.(*net.TCPConn), c.(*net.TCPConn)
-}
-
-// smallBuffersPair is a tcpPair with fixed 64 KiB socket buffers, so that
-// a client that does not read blocks a 1 MiB send.
-func smallBuffersPair(t *testing.T) (server, client *net.TCPConn) {
-	server, client = tcpPair(t)
-	server.SetWriteBuffer(64 << 10)
-	client.SetReadBuffer(64 << 10)
-	return server, client
-}
 
 // writeCounter counts the writes that reach the socket.
 type writeCounter struct {
@@ -84,7 +56,7 @@ func coalescing(c net.Conn) *Stream {
 }
 
 func TestCoalescedWritesKeepOrderAcrossWriters(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := loopback.TCPPair(t, 0)
 	s := coalescing(server)
 	const writers, chunks = 4, 500
 	var wg sync.WaitGroup
@@ -137,7 +109,7 @@ func TestCoalescedWritesKeepOrderAcrossWriters(t *testing.T) {
 }
 
 func TestCoalescedWritesGatherWhileASendIsUnderWay(t *testing.T) {
-	server, client := smallBuffersPair(t)
+	server, client := loopback.TCPPair(t, 64<<10)
 	counter := &writeCounter{TCPConn: server}
 	s := coalescing(counter)
 	big := bytes.Repeat([]byte("B"), 1<<20) // more than the socket buffers hold: its send blocks
@@ -174,7 +146,7 @@ func TestCoalescedWritesGatherWhileASendIsUnderWay(t *testing.T) {
 func TestCoalescedCloseSendsWhatWasWrittenUnderAnExpiredDeadline(t *testing.T) {
 	// crypto/tls's Close queues close_notify under a 5s deadline, then
 	// sets the deadline to now: the queued bytes must still go out.
-	server, client := tcpPair(t)
+	server, client := loopback.TCPPair(t, 0)
 	s := coalescing(server)
 	s.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(s, "last words")
@@ -192,7 +164,7 @@ func TestCoalescedCloseSendsWhatWasWrittenUnderAnExpiredDeadline(t *testing.T) {
 
 func TestCoalescedTLSResponseAndCloseNotifyArrive(t *testing.T) {
 	cert, pool := selfSigned(t, "app.test")
-	server, client := tcpPair(t)
+	server, client := loopback.TCPPair(t, 0)
 	s := coalescing(server)
 	tc := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{cert}})
 	go func() {
@@ -214,7 +186,7 @@ func TestCoalescedTLSResponseAndCloseNotifyArrive(t *testing.T) {
 }
 
 func TestCoalescedWriteWaitsForRoomUntilItsDeadline(t *testing.T) {
-	server, _ := smallBuffersPair(t) // the client never reads
+	server, _ := loopback.TCPPair(t, 64<<10) // the client never reads
 	s := coalescing(server)
 	s.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 	chunk := make([]byte, 16<<10)
@@ -233,14 +205,14 @@ func TestCoalescedWriteWaitsForRoomUntilItsDeadline(t *testing.T) {
 
 func TestCoalescedCloseGivesUpOnAClientThatDoesNotRead(t *testing.T) {
 	setCloseFlushTimeout(t, 100*time.Millisecond)
-	server, _ := smallBuffersPair(t)
+	server, _ := loopback.TCPPair(t, 64<<10)
 	s := coalescing(server)
 	s.Write(make([]byte, 1<<20)) // no deadline: only Close's bound ends its send
 	closeWithinGuard(t, s, "Close waited on a client that does not read")
 }
 
 func TestCoalescedWritesFailAfterTheClientResets(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := loopback.TCPPair(t, 0)
 	s := coalescing(server)
 	client.SetLinger(0)
 	client.Close() // RST
@@ -257,7 +229,7 @@ func TestCoalescedWritesFailAfterTheClientResets(t *testing.T) {
 }
 
 func TestCoalescedStreamKeepsNoBufferWhenIdle(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := loopback.TCPPair(t, 0)
 	s := coalescing(server)
 	for range 100 {
 		s.Write(make([]byte, 1000))
@@ -284,8 +256,8 @@ func TestCoalescedStreamKeepsNoBufferWhenIdle(t *testing.T) {
 }
 
 func TestCoalescedStreamAbortClosesWithoutWaiting(t *testing.T) {
-	setCloseFlushTimeout(t, time.Hour) // Close after the abort must not wait for it
-	server, _ := smallBuffersPair(t)   // the client never reads
+	setCloseFlushTimeout(t, time.Hour)       // Close after the abort must not wait for it
+	server, _ := loopback.TCPPair(t, 64<<10) // the client never reads
 	abort, cancel := context.WithCancel(context.Background())
 	s := &Stream{Conn: server}
 	stop := s.CoalesceWrites(abort)

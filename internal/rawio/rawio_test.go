@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portmux/portmux/internal/loopback"
 )
 
 // rawPair returns both ends of a loopback TCP connection, read and
@@ -21,22 +23,7 @@ import (
 // room); the test closes them.
 func rawPair(t *testing.T) (server, client net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	s.(*net.TCPConn).SetWriteBuffer(64 << 10)
-	c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	s, c := loopback.TCPPair(t, 64<<10)
 	server, client = Wrap(s), Wrap(c)
 	if _, ok := server.(*rawIOConn); !ok {
 		t.Fatalf("Wrap(%T) = %T; want *rawIOConn", s, server)
