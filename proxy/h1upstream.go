@@ -212,10 +212,7 @@ func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idemp
 			uc.close()
 			return nil, err
 		}
-		_, err := uc.conn.Write(out)
-		if err == nil {
-			err = uc.readHead(resp, headReq, p.ResponseHeaderTimeout)
-		}
+		err := uc.send(out, resp, headReq, p.ResponseHeaderTimeout)
 		if err == nil {
 			return uc, nil
 		}
@@ -252,6 +249,19 @@ func hostPort(u *Upstream) string {
 // errResponseHeadTooLarge reports a response head beyond the buffer.
 var errResponseHeadTooLarge = errors.New("upstream response head too large")
 
+// send writes out and reads the response head into resp, as readHead
+// does; timeout bounds the wait for the head from the moment out is sent.
+func (uc *upstreamConn) send(out []byte, resp *responseHead, headReq bool, timeout time.Duration) error {
+	if timeout > 0 {
+		uc.conn.SetReadDeadline(time.Now().Add(timeout))
+		defer uc.conn.SetReadDeadline(time.Time{})
+	}
+	if err := rawio.SendAwaitingReply(uc.conn, out); err != nil {
+		return err
+	}
+	return uc.parseHead(resp, headReq)
+}
+
 // readHead reads the next response head into resp, within timeout (0: no
 // limit), leaving it buffered: resp's slices point into the buffer.
 func (uc *upstreamConn) readHead(resp *responseHead, headReq bool, timeout time.Duration) error {
@@ -259,6 +269,12 @@ func (uc *upstreamConn) readHead(resp *responseHead, headReq bool, timeout time.
 		uc.conn.SetReadDeadline(time.Now().Add(timeout))
 		defer uc.conn.SetReadDeadline(time.Time{})
 	}
+	return uc.parseHead(resp, headReq)
+}
+
+// parseHead reads until the buffer holds a whole response head, and
+// parses it into resp.
+func (uc *upstreamConn) parseHead(resp *responseHead, headReq bool) error {
 	for {
 		b, _ := uc.br.Peek(uc.br.Buffered())
 		if len(b) > 0 {

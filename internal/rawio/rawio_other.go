@@ -7,3 +7,10 @@ import "net"
 // Wrap returns c: raw socket reads and writes are made on Linux only (see
 // rawio_linux.go for why).
 func Wrap(c net.Conn) net.Conn { return c }
+
+// SendAwaitingReply writes p to c. It does not wait for the reply, as it
+// does on Linux (rawio_linux.go): the next read waits as any read does.
+func SendAwaitingReply(c net.Conn, p []byte) error {
+	_, err := c.Write(p)
+	return err
+}
