@@ -95,6 +95,9 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 			return
 		}
 		hd.handled.Store(true)
+		if r.ProtoMajor == 2 {
+			growStack() // a new goroutine per request (stackgrow.go)
+		}
 		if r.ProtoMajor == 1 {
 			var release func()
 			r, release = hd.detach(r)
