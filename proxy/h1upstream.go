@@ -249,8 +249,9 @@ func hostPort(u *Upstream) string {
 // errResponseHeadTooLarge reports a response head beyond the buffer.
 var errResponseHeadTooLarge = errors.New("upstream response head too large")
 
-// send writes out and reads the response head into resp, as readHead
-// does; timeout bounds the wait for the head from the moment out is sent.
+// send writes out (nothing when empty) and reads the response head into
+// resp, within timeout (0: no limit) from the moment out is sent, leaving
+// it buffered: resp's slices point into the buffer.
 func (uc *upstreamConn) send(out []byte, resp *responseHead, headReq bool, timeout time.Duration) error {
 	if timeout > 0 {
 		uc.conn.SetReadDeadline(time.Now().Add(timeout))
@@ -259,22 +260,6 @@ func (uc *upstreamConn) send(out []byte, resp *responseHead, headReq bool, timeo
 	if err := rawio.SendAwaitingReply(uc.conn, out); err != nil {
 		return err
 	}
-	return uc.parseHead(resp, headReq)
-}
-
-// readHead reads the next response head into resp, within timeout (0: no
-// limit), leaving it buffered: resp's slices point into the buffer.
-func (uc *upstreamConn) readHead(resp *responseHead, headReq bool, timeout time.Duration) error {
-	if timeout > 0 {
-		uc.conn.SetReadDeadline(time.Now().Add(timeout))
-		defer uc.conn.SetReadDeadline(time.Time{})
-	}
-	return uc.parseHead(resp, headReq)
-}
-
-// parseHead reads until the buffer holds a whole response head, and
-// parses it into resp.
-func (uc *upstreamConn) parseHead(resp *responseHead, headReq bool) error {
 	for {
 		b, _ := uc.br.Peek(uc.br.Buffered())
 		if len(b) > 0 {
@@ -295,4 +280,9 @@ func (uc *upstreamConn) parseHead(resp *responseHead, headReq bool) error {
 			return err
 		}
 	}
+}
+
+// readHead reads the next response head into resp, as send does.
+func (uc *upstreamConn) readHead(resp *responseHead, headReq bool, timeout time.Duration) error {
+	return uc.send(nil, resp, headReq, timeout)
 }

@@ -145,7 +145,8 @@ func (op *rawOp) write(fd uintptr) bool {
 // to read (the reply, the peer's FIN or an error) or c's read deadline
 // passes, without first making the read that would find nothing yet. A
 // Read after it finds the reply. Any c other than Wrap's is written with
-// its Write, without waiting. The caller reads c alone meanwhile.
+// its Write, without waiting; an empty p is not written. The caller reads
+// c alone meanwhile.
 //
 // Why: a read through Go's poller starts by forgetting that the socket
 // became readable (RawConn.Read resets that readiness, then tries a read
@@ -157,6 +158,9 @@ func (op *rawOp) write(fd uintptr) bool {
 // with nothing to read (an earlier readiness arriving late) only costs the
 // Read after it what it cost before.
 func SendAwaitingReply(c net.Conn, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
 	rc, ok := c.(*rawIOConn)
 	if !ok {
 		_, err := c.Write(p)
@@ -166,9 +170,6 @@ func SendAwaitingReply(c net.Conn, p []byte) error {
 }
 
 func (c *rawIOConn) sendAwaitingReply(p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
 	op := &c.wr
 	op.mu.Lock()
 	op.buf, op.n, op.errno, c.sent = p, 0, 0, false
