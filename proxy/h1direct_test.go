@@ -401,7 +401,7 @@ func testHTTPProxyManyResponseHeaders(t *testing.T, direct bool) {
 
 // A kept-alive upstream connection the upstream has closed meanwhile is
 // replaced: a GET is retried on a new connection, a POST is sent on a new
-// one (stillOpen saw the close).
+// one (send saw the close before sending).
 func TestDirectStaleUpstreamConnection(t *testing.T) {
 	var conns atomic.Int64
 	closed := make(chan string, 4) // the body of each request, once the connection is closed

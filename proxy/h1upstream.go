@@ -178,9 +178,11 @@ func (e *errNothingReceived) Unwrap() error { return e.err }
 // exchange sends out (request head and body) on a connection to u and
 // reads the response head into resp. A request that is not idempotent
 // takes a kept-alive connection only if it has been idle briefly
-// (reuseLimit). A kept-alive connection is checked first, without blocking: one the upstream has closed while idle, or sent
-// bytes nobody asked for on (they would pass for the next response, as
-// HAProxy and nginx also refuse), is closed and replaced. One closed in
+// (reuseLimit). A kept-alive connection is checked first, without
+// blocking, as its request is sent (send): one the upstream has closed
+// while idle, or sent bytes nobody asked for on (they would pass for the
+// next response, as HAProxy and nginx also refuse), is closed and
+// replaced. One closed in
 // the moment between check and send fails the request, which is sent again
 // on a new connection if idempotent (as net/http's Transport does). The
 // connection in use is kept in inUse, for an abort to close; one that
@@ -191,10 +193,6 @@ func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idemp
 		var uc *upstreamConn
 		if !fresh {
 			uc = u.idle.get(reuseLimit(idempotent))
-		}
-		if uc != nil && !stillOpen(uc.conn) {
-			uc.conn.Close()
-			uc = nil
 		}
 		if uc == nil {
 			c, err := p.dialer().DialContext(ctx, "tcp", hostPort(u))
@@ -218,6 +216,9 @@ func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idemp
 		}
 		inUse.Store(nil)
 		uc.close()
+		if err == errNotQuiet {
+			continue // nothing sent: a new connection
+		}
 		var stale *errNothingReceived
 		if !uc.reused || !idempotent || ctx.Err() != nil || !errors.As(err, &stale) && !isWriteError(err) {
 			return nil, err
@@ -249,16 +250,35 @@ func hostPort(u *Upstream) string {
 // errResponseHeadTooLarge reports a response head beyond the buffer.
 var errResponseHeadTooLarge = errors.New("upstream response head too large")
 
+// errNotQuiet reports a kept-alive connection that had something to read
+// before its request was sent: the upstream closed it while idle, or sent
+// bytes nobody asked for (they would pass for the response). Nothing was
+// sent on it.
+var errNotQuiet = errors.New("kept-alive upstream connection closed or not quiet")
+
 // send writes out (nothing when empty) and reads the response head into
 // resp, within timeout (0: no limit) from the moment out is sent, leaving
-// it buffered: resp's slices point into the buffer.
+// it buffered: resp's slices point into the buffer. A kept-alive
+// connection with something to read before out is sent fails with
+// errNotQuiet; a new one is sent out all the same, as a server may speak
+// first (a 503 at accept), and what it said is read.
 func (uc *upstreamConn) send(out []byte, resp *responseHead, headReq bool, timeout time.Duration) error {
 	if timeout > 0 {
 		uc.conn.SetReadDeadline(time.Now().Add(timeout))
 		defer uc.conn.SetReadDeadline(time.Time{})
 	}
-	if err := rawio.SendAwaitingReply(uc.conn, out); err != nil {
-		return err
+	if len(out) > 0 {
+		sent, err := rawio.SendAwaitingReply(uc.conn, out)
+		switch {
+		case err != nil:
+			return err
+		case !sent && uc.reused:
+			return errNotQuiet
+		case !sent:
+			if _, err := uc.conn.Write(out); err != nil {
+				return err
+			}
+		}
 	}
 	for {
 		b, _ := uc.br.Peek(uc.br.Buffered())

@@ -53,10 +53,10 @@ type rawIOConn struct {
 	rc     syscall.RawConn
 	rd, wr rawOp
 
-	// SendAwaitingReply's attempt (bound once) and its state, guarded
-	// by wr.mu: sent once the bytes are written and the wait begins.
+	// SendAwaitingReply's attempt (bound once) and its progress,
+	// guarded by wr.mu (sendwait_linux.go).
 	sendThenWait func(fd uintptr) bool
-	sent         bool
+	send         sendState
 }
 
 // rawOp is the state of one read or one write: syscall.RawConn takes a
@@ -141,72 +141,6 @@ func (op *rawOp) write(fd uintptr) bool {
 	return true
 }
 
-// SendAwaitingReply writes all of p to c, then waits until c has something
-// to read (the reply, the peer's FIN or an error) or c's read deadline
-// passes, without first making the read that would find nothing yet. A
-// Read after it finds the reply. Any c other than Wrap's is written with
-// its Write, without waiting; an empty p is not written. The caller reads
-// c alone meanwhile.
-//
-// Why: a read through Go's poller starts by forgetting that the socket
-// became readable (RawConn.Read resets that readiness, then tries a read
-// and waits only when it finds nothing), so a read made at once after
-// sending a request finds nothing, and costs a system call, on nearly
-// every exchange: one in seven of portmux's calls per proxied request
-// (perf). Here the bytes are written inside the read, after that reset:
-// the reply can only come later, and its arrival wakes the wait. A wake
-// with nothing to read (an earlier readiness arriving late) only costs the
-// Read after it what it cost before.
-func SendAwaitingReply(c net.Conn, p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	rc, ok := c.(*rawIOConn)
-	if !ok {
-		_, err := c.Write(p)
-		return err
-	}
-	return rc.sendAwaitingReply(p)
-}
-
-func (c *rawIOConn) sendAwaitingReply(p []byte) error {
-	op := &c.wr
-	op.mu.Lock()
-	op.buf, op.n, op.errno, c.sent = p, 0, 0, false
-	err := c.rc.Read(c.sendThenWait)
-	n, errno, sent := op.n, op.errno, c.sent
-	op.buf = nil
-	op.mu.Unlock()
-	switch {
-	case errno != 0:
-		return c.opError("write", errno)
-	case err != nil && sent:
-		return c.opError("read", err) // waiting: the deadline, or closed
-	case err != nil:
-		return c.opError("write", err) // nothing written
-	case n < len(p):
-		// The socket's buffer filled: the rest waits for room as any
-		// Write does, and the reply is read as any other.
-		_, err = c.Write(p[n:])
-		return err
-	}
-	return nil
-}
-
-// sendAwaiting is SendAwaitingReply's attempt, called by RawConn.Read: the
-// first call writes (ending the read early when the socket's buffer fills
-// or the write fails), the next one, on a wake, ends the wait.
-func (c *rawIOConn) sendAwaiting(fd uintptr) bool {
-	if c.sent {
-		return true
-	}
-	if !c.wr.write(fd) || c.wr.errno != 0 {
-		return true
-	}
-	c.sent = true
-	return false
-}
-
 // rawReadWrite makes the system call trap (read or write) on fd with b,
 // again when a signal interrupted it.
 func rawReadWrite(trap, fd uintptr, b []byte) (int, syscall.Errno) {
@@ -232,17 +166,23 @@ func Peek(c net.Conn) (n int, err error, ok bool) {
 		return 0, err, true // closed
 	}
 	rc.Control(func(fd uintptr) {
-		// Raw, as Wrap's reads and writes are: a call that cannot wait
-		// need not be handed to the scheduler.
-		var b [1]byte
-		r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		if errno != 0 {
+		var errno syscall.Errno
+		if n, errno = peekFD(fd); errno != 0 {
 			err = errno
-		} else {
-			n = int(r)
 		}
 	})
 	return n, err, true
+}
+
+// peekFD is Peek on a descriptor, made raw as Wrap's reads and writes
+// are: a call that cannot wait need not be handed to the scheduler.
+func peekFD(fd uintptr) (int, syscall.Errno) {
+	var b [1]byte
+	r, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), 0
 }
 
 // opError words err as net.Conn's Read and Write do: a *net.OpError named

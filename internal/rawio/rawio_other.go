@@ -8,13 +8,10 @@ import "net"
 // rawio_linux.go for why).
 func Wrap(c net.Conn) net.Conn { return c }
 
-// SendAwaitingReply writes p to c, unless it is empty. It does not wait
-// for the reply, as it does on Linux (rawio_linux.go): the next read
-// waits as any read does.
-func SendAwaitingReply(c net.Conn, p []byte) error {
-	if len(p) == 0 {
-		return nil
-	}
-	_, err := c.Write(p)
-	return err
+// SendAwaitingReply writes p to c and reports sent. It cannot look at c
+// without reading on this system, nor wait for the reply, as it does on
+// Linux (sendwait_linux.go): the next read waits as any read does.
+func SendAwaitingReply(c net.Conn, p []byte) (sent bool, err error) {
+	_, err = c.Write(p)
+	return true, err
 }

@@ -38,8 +38,8 @@ func TestSendAwaitingReplyWaitsForTheReply(t *testing.T) {
 	server, client := rawPair(t)
 	for i := range 20 {
 		done := replyAfter(server, 4, 20*time.Millisecond, "pong")
-		if err := SendAwaitingReply(client, []byte("ping")); err != nil {
-			t.Fatal(err)
+		if sent, err := SendAwaitingReply(client, []byte("ping")); !sent || err != nil {
+			t.Fatalf("exchange %d: SendAwaitingReply = %v, %v; want sent", i, sent, err)
 		}
 		if n, err, _ := Peek(client); n != 1 || err != nil {
 			t.Fatalf("exchange %d: Peek right after SendAwaitingReply = %d, %v; want the reply waiting", i, n, err)
@@ -60,7 +60,7 @@ func TestSendAwaitingReplyErrors(t *testing.T) {
 	t.Run("read deadline", func(t *testing.T) {
 		server, client := rawPair(t)
 		client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		err := SendAwaitingReply(client, []byte("ping"))
+		_, err := SendAwaitingReply(client, []byte("ping"))
 		wantOpError(t, err, "read", os.ErrDeadlineExceeded)
 		buf := make([]byte, 4)
 		server.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -71,42 +71,62 @@ func TestSendAwaitingReplyErrors(t *testing.T) {
 	t.Run("closed while waiting", func(t *testing.T) {
 		_, client := rawPair(t)
 		go func() { time.Sleep(50 * time.Millisecond); client.Close() }()
-		err := SendAwaitingReply(client, []byte("ping"))
+		_, err := SendAwaitingReply(client, []byte("ping"))
 		wantOpError(t, err, "read", net.ErrClosed)
 	})
 	t.Run("closed before", func(t *testing.T) {
 		_, client := rawPair(t)
 		client.Close()
-		err := SendAwaitingReply(client, []byte("ping"))
+		_, err := SendAwaitingReply(client, []byte("ping"))
 		wantOpError(t, err, "write", net.ErrClosed)
 	})
 }
 
-// A peer that closed before the bytes were sent (a kept-alive connection
-// the upstream dropped while idle: its FIN came while nobody waited) ends
-// the wait: the bytes meet a reset, which wakes it, and the read after it
-// tells the close. Nothing hangs on readiness that came before the send.
-func TestSendAwaitingReplyPeerGone(t *testing.T) {
-	server, client := rawPair(t)
-	server.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for { // the FIN reaches the client's socket
-		if n, err, _ := Peek(client); n == 0 && err == nil {
-			break
+// arrived waits until Peek on c sees something (a byte or EOF), at most
+// 10s.
+func arrived(t *testing.T, c net.Conn) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err, _ := Peek(c); !errors.Is(err, syscall.EAGAIN) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the peer's FIN did not arrive")
+			t.Fatal("nothing arrived")
 		}
-		time.Sleep(time.Millisecond)
 	}
-	client.SetReadDeadline(time.Now().Add(10 * time.Second)) // a hang fails, not stalls, the test
-	if err := SendAwaitingReply(client, []byte("ping")); err != nil {
-		wantOpError(t, err, "write", syscall.EPIPE, syscall.ECONNRESET)
-		return
-	}
-	_, err := client.Read(make([]byte, 4))
-	if err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("Read after SendAwaitingReply to a closed peer: %v; want EOF or a reset", err)
+}
+
+// A connection with something to read before the send (bytes, as from a
+// server that speaks first, or the FIN of a kept-alive connection the
+// peer dropped while idle) is left unwritten and reported not sent, at
+// once: the readiness those brought may already be spent, and a wait for
+// more would last until the deadline.
+func TestSendAwaitingReplyNotQuiet(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		peer func(net.Conn)
+	}{
+		{"bytes", func(c net.Conn) { c.Write([]byte("503 busy")) }},
+		{"FIN", func(c net.Conn) { c.(interface{ CloseWrite() error }).CloseWrite() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := rawPair(t)
+			tc.peer(server)
+			arrived(t, client)
+			// Spend the readiness the arrival brought, as a wait that
+			// began and ended before would have.
+			client.SetReadDeadline(time.Now().Add(time.Millisecond))
+			client.(*rawIOConn).rc.Read(func(uintptr) bool { return false })
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			sent, err := SendAwaitingReply(client, []byte("ping"))
+			if sent || err != nil {
+				t.Fatalf("SendAwaitingReply = %v, %v; want not sent, no error", sent, err)
+			}
+			server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if n, err := server.Read(make([]byte, 4)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("the peer read %d bytes, %v; want nothing sent", n, err)
+			}
+		})
 	}
 }
 
@@ -123,8 +143,8 @@ func TestSendAwaitingReplyLarge(t *testing.T) {
 		server.Write([]byte("done"))
 		got <- b
 	}()
-	if err := SendAwaitingReply(client, data); err != nil {
-		t.Fatal(err)
+	if sent, err := SendAwaitingReply(client, data); !sent || err != nil {
+		t.Fatalf("SendAwaitingReply = %v, %v; want sent", sent, err)
 	}
 	buf := make([]byte, 4)
 	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "done" {
@@ -161,7 +181,7 @@ func TestSendAwaitingReplyOtherConnsAndAllocations(t *testing.T) {
 	}()
 	msg, reply := []byte("ping"), make([]byte, 4)
 	allocs := testing.AllocsPerRun(200, func() {
-		if err := SendAwaitingReply(client, msg); err != nil {
+		if _, err := SendAwaitingReply(client, msg); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := io.ReadFull(client, reply); err != nil {
