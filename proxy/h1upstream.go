@@ -22,6 +22,10 @@ const (
 	maxIdlePerUpstream = 1024
 	// upstreamIdleTimeout closes connections unused this long.
 	upstreamIdleTimeout = 90 * time.Second
+	// upstreamSweepInterval is how often the idle connections are
+	// looked at: those idle too long are closed, and those the upstream
+	// closed, which would hold a descriptor in CLOSE-WAIT until then.
+	upstreamSweepInterval = 10 * time.Second
 	// upstreamBufferSize bounds an upstream's response head (nginx's
 	// default proxy_buffer_size is 4 or 8 KiB).
 	upstreamBufferSize = 16 << 10
@@ -118,22 +122,28 @@ func (p *idleConns) put(uc *upstreamConn) {
 	}
 	p.conns = append(p.conns, uc)
 	if p.sweep == nil {
-		p.sweep = time.AfterFunc(upstreamIdleTimeout, p.expire)
+		p.sweep = time.AfterFunc(upstreamSweepInterval, p.expire)
 	}
 }
 
-// expire closes the connections idle too long; it runs while any are kept.
+// expire closes the connections idle too long and those the upstream
+// closed (or sent bytes on) meanwhile; it runs every
+// upstreamSweepInterval while any are kept.
 func (p *idleConns) expire() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	old := 0
-	for old < len(p.conns) && time.Since(p.conns[old].idleAt) > upstreamIdleTimeout {
-		p.conns[old].conn.Close()
-		old++
+	kept := p.conns[:0]
+	for _, uc := range p.conns {
+		if time.Since(uc.idleAt) > upstreamIdleTimeout || !stillOpen(uc.conn) {
+			uc.conn.Close()
+			continue
+		}
+		kept = append(kept, uc)
 	}
-	p.conns = append(p.conns[:0], p.conns[old:]...)
+	clear(p.conns[len(kept):])
+	p.conns = kept
 	if len(p.conns) > 0 && !p.closed {
-		p.sweep.Reset(upstreamIdleTimeout)
+		p.sweep.Reset(upstreamSweepInterval)
 	} else {
 		p.sweep = nil
 	}

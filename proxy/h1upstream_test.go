@@ -34,3 +34,49 @@ func TestUpstreamAnswersFirst(t *testing.T) {
 		}
 	}
 }
+
+// The sweep of idle upstream connections closes the ones their upstream
+// closed (they would hold a descriptor in CLOSE-WAIT until they expire)
+// and keeps the others.
+func TestIdleUpstreamConnectionsSwept(t *testing.T) {
+	closing := make(chan *net.TCPConn, 1)
+	up := rawUpstream(t, func(c *net.TCPConn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if req.URL.Path == "/then-close" {
+				closing <- c // the test closes it
+				io.Copy(io.Discard, br)
+				return
+			}
+		}
+	})
+	w := newDirectWorld(t, nil, up)
+	u := w.proxy.Pool.Upstreams[0]
+	c, br := dialRaw(t, w.addr)
+	send(t, c, "GET /then-close HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := readResp(t, br, ""); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	// The connection is pooled before the client has the whole response.
+	if n := idleCount(u); n != 1 {
+		t.Fatalf("pool holds %d connections; want 1", n)
+	}
+	u.idle.expire()
+	if n := idleCount(u); n != 1 {
+		t.Fatalf("after a sweep with the upstream's side open, the pool holds %d; want 1", n)
+	}
+	upSide := <-closing
+	upSide.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for idleCount(u) != 0 && time.Now().Before(deadline) { // the FIN's arrival, then a sweep
+		time.Sleep(time.Millisecond)
+		u.idle.expire()
+	}
+	if n := idleCount(u); n != 0 {
+		t.Fatalf("after the upstream closed, the pool holds %d; want 0", n)
+	}
+}
