@@ -207,8 +207,11 @@ func TestDirectPathIsUsed(t *testing.T) {
 	if resp, body := get(t, &http.Client{Transport: tr}, mustReq("http://"+w.addr+"/x")); resp.StatusCode != 200 || body != "GET " {
 		t.Fatalf("net/http client: %d %q", resp.StatusCode, body)
 	}
-	// One client connection, so that each request finds the upstream
-	// connection the previous one used back in the pool.
+	// The first client's exchange returns its upstream connection after
+	// the client has the response; then one client connection, so that
+	// each request finds the upstream connection the previous one used
+	// back in the pool.
+	waitIdle(t, w.proxy.Pool.Upstreams[0], 1)
 	c, br := dialRaw(t, w.addr)
 	for range 4 {
 		send(t, c, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n")

@@ -61,10 +61,7 @@ func TestIdleUpstreamConnectionsSwept(t *testing.T) {
 	if resp, body := readResp(t, br, ""); resp.StatusCode != 200 || body != "ok" {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
-	// The connection is pooled before the client has the whole response.
-	if n := idleCount(u); n != 1 {
-		t.Fatalf("pool holds %d connections; want 1", n)
-	}
+	waitIdle(t, u, 1)
 	u.idle.expire()
 	if n := idleCount(u); n != 1 {
 		t.Fatalf("after a sweep with the upstream's side open, the pool holds %d; want 1", n)
@@ -78,5 +75,17 @@ func TestIdleUpstreamConnectionsSwept(t *testing.T) {
 	}
 	if n := idleCount(u); n != 0 {
 		t.Fatalf("after the upstream closed, the pool holds %d; want 0", n)
+	}
+}
+
+// waitIdle waits until u's direct-path pool holds n connections, at most
+// 10s: an exchange returns its connection after the client has the
+// response.
+func waitIdle(t *testing.T, u *Upstream, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); idleCount(u) != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool holds %d connections; want %d", idleCount(u), n)
+		}
 	}
 }
