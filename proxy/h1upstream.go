@@ -57,6 +57,11 @@ type upstreamConn struct {
 	br     *bufio.Reader // while in use
 	reused bool
 	idleAt time.Time
+	// spokeFirst: the upstream sent bytes before the first request was
+	// sent. They were read as its response, but the upstream may answer
+	// the request too: the connection is not kept, lest that answer pass
+	// for the next request's.
+	spokeFirst bool
 }
 
 func (uc *upstreamConn) attach() {
@@ -116,7 +121,7 @@ func (p *idleConns) put(uc *upstreamConn) {
 	uc.reused, uc.idleAt = true, time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.conns) >= maxIdlePerUpstream {
+	if p.closed || len(p.conns) >= maxIdlePerUpstream || uc.spokeFirst {
 		uc.conn.Close()
 		return
 	}
@@ -271,7 +276,7 @@ var errNotQuiet = errors.New("kept-alive upstream connection closed or not quiet
 // it buffered: resp's slices point into the buffer. A kept-alive
 // connection with something to read before out is sent fails with
 // errNotQuiet; a new one is sent out all the same, as a server may speak
-// first (a 503 at accept), and what it said is read.
+// first (a 503 at accept), and what it said is read, but it is not kept.
 func (uc *upstreamConn) send(out []byte, resp *responseHead, headReq bool, timeout time.Duration) error {
 	if timeout > 0 {
 		uc.conn.SetReadDeadline(time.Now().Add(timeout))
@@ -285,6 +290,7 @@ func (uc *upstreamConn) send(out []byte, resp *responseHead, headReq bool, timeo
 		case !sent && uc.reused:
 			return errNotQuiet
 		case !sent:
+			uc.spokeFirst = true
 			if _, err := uc.conn.Write(out); err != nil {
 				return err
 			}

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/portmux/portmux/internal/loopback"
+	"github.com/portmux/portmux/internal/rawio"
 )
 
 // An upstream that answers as it accepts, before it reads the request (a
@@ -87,5 +90,44 @@ func waitIdle(t *testing.T, u *Upstream, n int) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the pool holds %d connections; want %d", idleCount(u), n)
 		}
+	}
+}
+
+// A new upstream connection on which the upstream spoke before the
+// request was sent (a keep-alive response as it accepts) is sent the
+// request all the same and what the upstream said is read as the
+// response, but it is not kept: the upstream may answer the request too,
+// and that answer would pass for the next request's. (Bytes that come
+// after the request was sent cannot be told from its answer.)
+func TestUpstreamThatSpokeFirstNotKept(t *testing.T) {
+	server, client := loopback.TCPPair(t, 0)
+	io.WriteString(server, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if n, _, _ := rawio.Peek(client); n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the early response did not arrive")
+		}
+	}
+	uc := &upstreamConn{conn: rawio.Wrap(client)}
+	uc.attach()
+	var resp responseHead
+	const req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	if err := uc.send([]byte(req), &resp, false, 5*time.Second); err != nil || resp.status != 200 || !uc.spokeFirst {
+		t.Fatalf("send = %v, status %d, spokeFirst %v; want the early 200, noted", err, resp.status, uc.spokeFirst)
+	}
+	got := make([]byte, len(req))
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(server, got); err != nil || string(got) != req {
+		t.Fatalf("the upstream read %q, %v; want the request sent all the same", got, err)
+	}
+	var pool idleConns
+	pool.put(uc)
+	if len(pool.conns) != 0 {
+		t.Fatal("the pool kept a connection whose upstream spoke first")
+	}
+	if n, err := server.Read(got); err != io.EOF {
+		t.Errorf("the upstream read %d bytes, %v; want the connection closed", n, err)
 	}
 }

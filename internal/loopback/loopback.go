@@ -1,6 +1,6 @@
 // Package loopback gives tests both ends of a real TCP connection over
 // loopback. It is for tests only: the packages whose tests share it (mux,
-// internal/rawio) cannot share test files.
+// internal/rawio, proxy) cannot share test files.
 package loopback
 
 import (
