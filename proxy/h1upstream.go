@@ -139,7 +139,7 @@ func (p *idleConns) expire() {
 	defer p.mu.Unlock()
 	kept := p.conns[:0]
 	for _, uc := range p.conns {
-		if time.Since(uc.idleAt) > upstreamIdleTimeout || !stillOpen(uc.conn) {
+		if time.Since(uc.idleAt) > upstreamIdleTimeout || !rawio.Quiet(uc.conn) {
 			uc.conn.Close()
 			continue
 		}
@@ -193,15 +193,14 @@ func (e *errNothingReceived) Unwrap() error { return e.err }
 // exchange sends out (request head and body) on a connection to u and
 // reads the response head into resp. A request that is not idempotent
 // takes a kept-alive connection only if it has been idle briefly
-// (reuseLimit). A kept-alive connection is checked first, without
-// blocking, as its request is sent (send): one the upstream has closed
-// while idle, or sent bytes nobody asked for on (they would pass for the
-// next response, as HAProxy and nginx also refuse), is closed and
-// replaced. One closed in
-// the moment between check and send fails the request, which is sent again
-// on a new connection if idempotent (as net/http's Transport does). The
-// connection in use is kept in inUse, for an abort to close; one that
-// comes after ctx ended is not used.
+// (reuseLimit). A kept-alive connection is checked without blocking as
+// its request is sent (send): one the upstream has closed while idle, or
+// sent bytes nobody asked for on (they would pass for the next response,
+// as HAProxy and nginx also refuse), is closed and replaced. One the
+// upstream closes just as the request goes out fails the request, which
+// is sent again on a new connection if idempotent (as net/http's
+// Transport does). The connection in use is kept in inUse, for an abort
+// to close; one that comes after ctx ended is not used.
 func (p *HTTPProxy) exchange(ctx context.Context, u *Upstream, out []byte, idempotent, headReq bool, resp *responseHead,
 	inUse *atomic.Pointer[upstreamConn]) (*upstreamConn, error) {
 	for fresh := false; ; fresh = true {

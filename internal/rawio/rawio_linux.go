@@ -1,6 +1,7 @@
 package rawio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -172,6 +173,14 @@ func Peek(c net.Conn) (n int, err error, ok bool) {
 		}
 	})
 	return n, err, true
+}
+
+// Quiet reports whether c has nothing to read: its peer has neither
+// closed it nor sent anything (Peek finds nothing yet). One system call,
+// which does not block. A c that is no socket counts as quiet.
+func Quiet(c net.Conn) bool {
+	_, err, ok := Peek(c)
+	return !ok || errors.Is(err, unix.EAGAIN)
 }
 
 // peekFD is Peek on a descriptor, made raw as Wrap's reads and writes

@@ -8,6 +8,10 @@ import "net"
 // rawio_linux.go for why).
 func Wrap(c net.Conn) net.Conn { return c }
 
+// Quiet reports true: this system cannot look at c without reading. A
+// closed connection shows when it is next read or written.
+func Quiet(net.Conn) bool { return true }
+
 // SendAwaitingReply writes p to c and reports sent. It cannot look at c
 // without reading on this system, nor wait for the reply, as it does on
 // Linux (sendwait_linux.go): the next read waits as any read does.

@@ -236,3 +236,34 @@ func TestPeek(t *testing.T) {
 		t.Error("Peek of a net.Pipe end is ok; want not a socket")
 	}
 }
+
+// Quiet is true while nothing has come, false once a byte or the peer's
+// FIN waits, and true for what is no socket.
+func TestQuiet(t *testing.T) {
+	server, client := rawPair(t)
+	if !Quiet(server) {
+		t.Error("Quiet with nothing sent = false")
+	}
+	client.Write([]byte("x"))
+	deadline := time.Now().Add(10 * time.Second)
+	for Quiet(server) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if Quiet(server) {
+		t.Error("Quiet with a byte waiting = true")
+	}
+	io.ReadFull(server, make([]byte, 1))
+	client.Close()
+	for Quiet(server) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if Quiet(server) {
+		t.Error("Quiet at EOF = true")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if !Quiet(a) {
+		t.Error("Quiet of a net.Pipe end = false; want quiet (no socket)")
+	}
+}

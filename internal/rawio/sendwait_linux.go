@@ -1,7 +1,6 @@
 package rawio
 
 import (
-	"errors"
 	"net"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +23,7 @@ const (
 // When c already has something to read as it begins (bytes, the peer's
 // FIN or an error: a kept-alive connection the peer closed or wrote on
 // while idle, or a server that speaks first), it writes nothing and
-// reports sent false. A c other than Wrap's is looked at with Peek and
+// reports sent false. A c other than Wrap's is looked at with Quiet and
 // written with its Write, without the wait.
 //
 // Why: a read through Go's poller starts by forgetting that the socket
@@ -41,7 +40,7 @@ const (
 func SendAwaitingReply(c net.Conn, p []byte) (sent bool, err error) {
 	rc, ok := c.(*rawIOConn)
 	if !ok {
-		if _, err, ok := Peek(c); ok && !errors.Is(err, unix.EAGAIN) {
+		if !Quiet(c) {
 			return false, nil
 		}
 		_, err := c.Write(p)
