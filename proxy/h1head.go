@@ -364,6 +364,9 @@ var errBadResponse = errors.New("malformed response from upstream")
 func (r *responseHead) parseResponse(b []byte, headReq bool) (headResult, error) {
 	switch res := r.parseFields(b); res {
 	case headNeedMore:
+		if !statusLinePrefix(b) {
+			return headUnsupported, errBadResponse
+		}
 		return res, nil
 	case headUnsupported:
 		return res, errBadResponse
@@ -423,6 +426,34 @@ func (r *responseHead) parseResponse(b []byte, headReq bool) (headResult, error)
 	}
 	r.close = r.close || r.untilClose
 	return headOK, nil
+}
+
+// statusLinePrefix reports whether b, the start of a response head, can
+// still become a status line ("HTTP/1.x NNN"). An upstream that speaks
+// another protocol (a route pointed at an SSH or SMTP port, whose banner
+// may not even end its line) is refused from its first bytes, with a 502,
+// not at response_header_timeout with a 504; nginx refuses it as early.
+func statusLinePrefix(b []byte) bool {
+	const version = "HTTP/1."
+	for i, c := range b[:min(len(b), 12)] {
+		switch {
+		case i < len(version):
+			if c != version[i] {
+				return false
+			}
+		case i == 7:
+			if c != '0' && c != '1' {
+				return false
+			}
+		case i == 8:
+			if c != ' ' {
+				return false
+			}
+		case c < '0' || c > '9':
+			return false
+		}
+	}
+	return true
 }
 
 // hasBody reports whether the response can carry a body (ignoring the

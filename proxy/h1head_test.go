@@ -334,6 +334,17 @@ func TestParseResponseIncompleteAndBad(t *testing.T) {
 			t.Errorf("parseResponse(%q) = %d, %v; want headNeedMore", full[:k], res, err)
 		}
 	}
+	// Incomplete heads that cannot become a status line: other
+	// protocols' banners, refused before their line ends.
+	for _, in := range []string{
+		"S", "SSH-2.0-OpenSSH_9.2", "220 mail.example.com ESMTP", "HTTP/2", "HTTP/1.2", "HTTP/1.1\t",
+		"HTTP/1.1 2x", "HTTP/1.1 20 OK", "\r\n",
+	} {
+		var r responseHead
+		if res, err := r.parseResponse([]byte(in), false); res != headUnsupported || err != errBadResponse {
+			t.Errorf("parseResponse(%q) = %d, %v; want errBadResponse at once", in, res, err)
+		}
+	}
 	for _, in := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n",

@@ -13,17 +13,22 @@ import (
 	"time"
 )
 
-// TestE2EL7Errors: the reverse proxy's own answers. Upstream unreachable 502,
-// no response headers within response_header_timeout 504, body over
-// max_body_bytes 413, no route for the Host 404 (on a fresh connection and on
-// a keep-alive one). Each request gets exactly one "request" log line with its
-// status.
+// TestE2EL7Errors: the reverse proxy's own answers. Upstream unreachable or
+// answering in another protocol 502, no response headers within
+// response_header_timeout 504, body over max_body_bytes 413, no route for
+// the Host 404 (on a fresh connection and on a keep-alive one). Each request
+// gets exactly one "request" log line with its status.
 func TestE2EL7Errors(t *testing.T) {
 	backend := startL7Backend(t, "web")
 	dead := closedPort(t)
+	sshd := startSSHServer(t)
 	pm := startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
   - name: dead
     match: {protocol: http, host: [dead.test]}
+    to: http://%s
+  - name: wrong-port
+    match: {protocol: http, host: [ssh.test]}
+    response_header_timeout: 5m
     to: http://%s
   - name: slow
     match: {protocol: http, host: [slow.test]}
@@ -36,11 +41,12 @@ func TestE2EL7Errors(t *testing.T) {
   - name: web
     match: {protocol: http, host: [web.test]}
     to: http://%s
-`, dead, backend.Addr(), backend.Addr(), backend.Addr()))
+`, dead, sshd.Addr(), backend.Addr(), backend.Addr(), backend.Addr()))
 
 	type check struct {
 		path, route string
 		status      int
+		err         string // in the line's error, when set
 	}
 	var checks []check
 	expect := func(t *testing.T, resp *http.Response, body []byte, err error, want int) {
@@ -57,7 +63,18 @@ func TestE2EL7Errors(t *testing.T) {
 		hc := newL7Client(t, pm.Addr(), "")
 		resp, body, err := hc.do(http.MethodGet, "http://dead.test/e502", "", nil, nil)
 		expect(t, resp, body, err, http.StatusBadGateway)
-		checks = append(checks, check{"/e502", "dead", http.StatusBadGateway})
+		checks = append(checks, check{"/e502", "dead", http.StatusBadGateway, ""})
+	})
+
+	// A route pointed at the wrong port: the SSH server's banner is no
+	// HTTP response, refused as it arrives, not when the server gives up
+	// on the request it takes for an SSH client's (30s) or at the 5
+	// minutes of response_header_timeout; the line says why.
+	t.Run("502 upstream speaks another protocol", func(t *testing.T) {
+		hc := newL7Client(t, pm.Addr(), "")
+		resp, body, err := hc.do(http.MethodGet, "http://ssh.test/e502-ssh", "", nil, nil)
+		expect(t, resp, body, err, http.StatusBadGateway)
+		checks = append(checks, check{"/e502-ssh", "wrong-port", http.StatusBadGateway, "malformed response"})
 	})
 
 	t.Run("504 no response headers in time", func(t *testing.T) {
@@ -68,7 +85,7 @@ func TestE2EL7Errors(t *testing.T) {
 		if backend.Hits() == before {
 			t.Errorf("the slow upstream never got the request; the 504 must come from waiting on it")
 		}
-		checks = append(checks, check{"/slow", "slow", http.StatusGatewayTimeout})
+		checks = append(checks, check{"/slow", "slow", http.StatusGatewayTimeout, ""})
 		// The route still works for a fast answer.
 		resp, body, err = hc.do(http.MethodGet, "http://slow.test/slow-fast", "", nil, nil)
 		expect(t, resp, body, err, http.StatusOK)
@@ -80,12 +97,12 @@ func TestE2EL7Errors(t *testing.T) {
 		expect(t, resp, body, err, http.StatusOK)
 		resp, body, err = hc.do(http.MethodPost, "http://small.test/sink-big", "", nil, bytes.NewReader(make([]byte, 4096)))
 		expect(t, resp, body, err, http.StatusRequestEntityTooLarge)
-		checks = append(checks, check{"/sink-big", "small", http.StatusRequestEntityTooLarge})
+		checks = append(checks, check{"/sink-big", "small", http.StatusRequestEntityTooLarge, ""})
 		// Chunked: the size is only known while streaming.
 		hc2 := newL7Client(t, pm.Addr(), "")
 		resp, body, err = hc2.do(http.MethodPost, "http://small.test/sink-big-chunked", "", nil, struct{ io.Reader }{bytes.NewReader(make([]byte, 4096))})
 		expect(t, resp, body, err, http.StatusRequestEntityTooLarge)
-		checks = append(checks, check{"/sink-big-chunked", "small", http.StatusRequestEntityTooLarge})
+		checks = append(checks, check{"/sink-big-chunked", "small", http.StatusRequestEntityTooLarge, ""})
 	})
 
 	t.Run("404 no route, keep-alive connection", func(t *testing.T) {
@@ -98,7 +115,7 @@ func TestE2EL7Errors(t *testing.T) {
 		if n := len(hc.Locals()); n != 1 {
 			t.Errorf("%d connections; want both requests on one", n)
 		}
-		checks = append(checks, check{"/e404-keepalive", "", http.StatusNotFound})
+		checks = append(checks, check{"/e404-keepalive", "", http.StatusNotFound, ""})
 	})
 
 	t.Run("404 no route, fresh connection", func(t *testing.T) {
@@ -110,7 +127,7 @@ func TestE2EL7Errors(t *testing.T) {
 			t.Fatalf("first request on a new connection for a Host no route takes: %v; want 404 Not Found\nportmux: %s", err, l.Raw)
 		}
 		expect(t, resp, body, err, http.StatusNotFound)
-		checks = append(checks, check{"/e404-fresh", "", http.StatusNotFound})
+		checks = append(checks, check{"/e404-fresh", "", http.StatusNotFound, ""})
 	})
 
 	pm.Stop(t) // every line written
@@ -127,6 +144,9 @@ func TestE2EL7Errors(t *testing.T) {
 			t.Errorf("%s: request line status %d; want %d\nline: %s", c.path, got, c.status, lines[0].Raw)
 		}
 		checkFields(t, lines[0], map[string]string{"route": c.route})
+		if got := lines[0].Str("error"); !strings.Contains(got, c.err) {
+			t.Errorf("%s: request line error %q; want it to say %q", c.path, got, c.err)
+		}
 	}
 }
 
