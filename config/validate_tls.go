@@ -225,7 +225,8 @@ func (v *routeCheck) checkTLS(p *problems, r *Route, path string, nested bool) {
 }
 
 // acmeTLSProtocol is the ALPN protocol of ACME TLS-ALPN-01 challenges (RFC
-// 8737), which the certificate manager offers on every terminating route.
+// 8737), which the certificate manager offers on every terminating route
+// (acmez.ACMETLS1Protocol; config imports no ACME library, deps_test.go).
 const acmeTLSProtocol = "acme-tls/1"
 
 // checkOfferedALPN records the problems of the alpn list a terminating

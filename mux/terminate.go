@@ -8,12 +8,9 @@ import (
 	"io"
 	"os"
 	"time"
-)
 
-// acmeTLSProtocol is the ALPN protocol of the ACME TLS-ALPN-01 challenge
-// (RFC 8737): the certificate served in the handshake is the answer, and
-// nothing follows it.
-const acmeTLSProtocol = "acme-tls/1"
+	"github.com/mholt/acmez/v3"
+)
 
 // serveTerminated completes the TLS handshake of a terminated route,
 // routes the decrypted stream through route.Inner and runs the inner
@@ -40,7 +37,7 @@ func (s *Server) serveTerminated(route *Route, c *Conn) (Result, *Route, *Info) 
 		return wire(Result{Outcome: OutcomeHandshakeFailed, Err: err}), nil, nil
 	}
 	state := tc.ConnectionState()
-	if state.NegotiatedProtocol == acmeTLSProtocol {
+	if state.NegotiatedProtocol == acmez.ACMETLS1Protocol {
 		tc.Close()
 		return wire(Result{Outcome: OutcomeACMEChallenge}), nil, nil
 	}

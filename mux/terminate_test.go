@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mholt/acmez/v3"
 )
 
 // selfSigned returns a certificate for name and a pool trusting it.
@@ -62,7 +64,7 @@ func terminatedWorld(t *testing.T) (*world, *x509.CertPool) {
 			return Result{}
 		})
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1", acmeTLSProtocol}}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1", acmez.ACMETLS1Protocol}}
 	routes := append([]Route{{
 		Name: "app", Match: Match{Protocols: []Protocol{TLS}, SNI: []string{"app.test"}},
 		Terminate: cfg, Inner: NewTable(inner),
@@ -118,7 +120,7 @@ func TestTerminateRoutesDecryptedStream(t *testing.T) {
 func TestTerminateFailures(t *testing.T) {
 	w, pool := terminatedWorld(t)
 	t.Run("acme-tls/1 handshake is answered and closed", func(t *testing.T) {
-		c, err := tls.Dial("tcp", w.addr, &tls.Config{ServerName: "app.test", RootCAs: pool, NextProtos: []string{acmeTLSProtocol}})
+		c, err := tls.Dial("tcp", w.addr, &tls.Config{ServerName: "app.test", RootCAs: pool, NextProtos: []string{acmez.ACMETLS1Protocol}})
 		if err != nil {
 			t.Fatal(err)
 		}
