@@ -81,11 +81,20 @@ type directConn struct {
 	long []byte
 }
 
-// serveDirect serves conn's requests on the direct path until it closes,
-// or until a request it does not take: then more is true and pending holds
-// the bytes read and not consumed, for the http.Server to serve after
-// them. err is ErrHeaderTimeout when a client stalled in a request head.
-func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.ConnectionState) (pending []byte, more bool, err error) {
+// handover is what the direct path passes to the http.Server with a
+// connection.
+type handover struct {
+	pending []byte // the bytes read and not consumed, a request's first
+	// screened: that request's head was read whole and its framing
+	// checked (requestHead.framed).
+	screened bool
+}
+
+// serveDirect serves conn's requests on the direct path until it closes
+// (nil), or until a request it does not take: then the http.Server is to
+// serve the connection from what the handover holds. err is
+// ErrHeaderTimeout when a client stalled in a request head.
+func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.ConnectionState) (ho *handover, err error) {
 	d := &directConn{s: s, ctx: ctx, conn: conn, tls: state, remote: conn.RemoteAddr().String(), routes: routeNoteOf(ctx)}
 	d.client, _ = netip.ParseAddrPort(d.remote)
 	d.clientIP = d.client.Addr().String()
@@ -94,7 +103,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	}
 	if !s.track(d) {
 		conn.Close()
-		return nil, false, nil
+		return nil, nil
 	}
 	defer s.untrack(d)
 	stop := context.AfterFunc(ctx, d.abort)
@@ -118,7 +127,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 			p = d.route()
 		}
 		if p == nil {
-			return d.handoff(), true, nil
+			return &handover{pending: d.handoff(), screened: d.req.framed}, nil
 		}
 		if !p.forwardDirect(d) || d.req.close || s.noNextRequest() {
 			break
@@ -126,7 +135,7 @@ func (s *HTTPServer) serveDirect(ctx context.Context, conn net.Conn, state *tls.
 	}
 	conn.Close()
 	d.releaseReader()
-	return nil, false, err
+	return nil, err
 }
 
 // readRequest waits for the next request head: for its first byte up to
@@ -180,8 +189,8 @@ func (d *directConn) readRequest(first bool) (headResult, error) {
 			return headOK, nil
 		}
 		switch {
-		case res == headSmuggling:
-			return d.refusal(http.StatusBadRequest, "both Transfer-Encoding and Content-Length"), nil
+		case res == headFaulty:
+			return d.refusal(http.StatusBadRequest, d.req.why), nil
 		case res == headUnsupported:
 			return d.unsupported(b), nil
 		case d.br.Buffered() == d.br.Size():

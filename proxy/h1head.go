@@ -20,7 +20,7 @@ const (
 	headNeedMore    headResult = iota // the head is not complete yet
 	headOK                            // parsed; the direct path can forward it
 	headUnsupported                   // valid or not, net/http must handle it
-	headSmuggling                     // a request no one should take (requestHead.parseRequest)
+	headFaulty                        // a request no one should take: refused 400 (requestHead.parseRequest)
 	headRefused                       // a request the direct path answers itself (directConn.refusal)
 )
 
@@ -96,7 +96,8 @@ type head struct {
 }
 
 // parseFields splits b into the start line and field lines, up to the
-// empty line. It accepts CRLF line ends only and no obsolete line folding.
+// empty line. It accepts CRLF line ends only; a line that begins with
+// whitespace (obsolete line folding, RFC 9112 §5.2) is headFaulty.
 func (h *head) parseFields(b []byte) headResult {
 	h.fields, h.connTokens = h.fields[:0], h.connTokens[:0]
 	eol := bytes.Index(b, []byte("\r\n"))
@@ -118,6 +119,9 @@ func (h *head) parseFields(b []byte) headResult {
 		if len(line) == 0 {
 			h.size = pos + 2
 			return headOK
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return headFaulty
 		}
 		if h.maxFields > 0 && len(h.fields) == h.maxFields {
 			return headUnsupported
@@ -273,29 +277,40 @@ type requestHead struct {
 	contentLength  int64  // 0 when absent
 	close          bool   // the client asked to close after this request
 	teTrailers     bool   // the client accepts trailers (TE: trailers)
+	why            string // why the request is headFaulty
+	// framed: the whole head was read and its framing checked (none of
+	// headFaulty's reasons), whatever the verdict.
+	framed bool
 }
 
 // parseRequest parses the request head at the start of b. Only HTTP/1.1
 // requests in origin form with one valid Host, no body or a Content-Length
 // one, and no upgrade, Expect or Transfer-Encoding are headOK; the rest is
-// headUnsupported, but for an HTTP/1.1 request with both Transfer-Encoding
-// and Content-Length: headSmuggling. RFC 9112 §6.1 lets a server refuse
-// it, and nginx does (400): a proxy in front that framed the body by
-// Content-Length would take the rest for another request. (net/http would
-// take it, going by Transfer-Encoding alone, and keep the connection.)
+// headUnsupported, for net/http to serve, except those no one should take,
+// which are headFaulty (r.why says why) and refused 400, as nginx refuses
+// them, whatever else they hold:
+//   - Transfer-Encoding with Content-Length, or in an HTTP/1.0 request (RFC
+//     9112 §6.1: the framing is faulty). A proxy in front that framed the
+//     body otherwise would take the rest for another request, and net/http
+//     would go by Transfer-Encoding alone (HTTP/1.1) or ignore it (1.0), and
+//     keep the connection.
+//   - A folded field line (RFC 9112 §5.2 allows the refusal): net/http
+//     would unfold a Transfer-Encoding that other parsers miss.
+//   - A '#' in the target, which RFC 9112 does not allow there: routing
+//     would take it as part of the path (/admin#/../x is /x), an upstream
+//     as the start of a fragment (/admin).
 func (r *requestHead) parseRequest(b []byte) headResult {
-	r.maxFields = maxRequestFields
-	if res := r.parseFields(b); res != headOK {
+	r.maxFields, r.framed = maxRequestFields, false
+	switch res := r.parseFields(b); res {
+	case headOK:
+	case headFaulty:
+		r.why = "obsolete line folding"
+		return res
+	default:
 		return res
 	}
-	var ok bool
-	r.method, r.target, ok = splitRequestLine(r.start)
-	if !ok {
-		return headUnsupported
-	}
-	r.path, _, _ = bytes.Cut(r.target, []byte("?"))
 	r.host, r.contentLength, r.close, r.teTrailers = nil, 0, false, false
-	hosts, lengths, encoded := 0, 0, false
+	hosts, lengths, encoded, special, badLength := 0, 0, false, false, false
 	for _, f := range r.fields {
 		switch f.kind {
 		case fieldHost:
@@ -303,21 +318,36 @@ func (r *requestHead) parseRequest(b []byte) headResult {
 			r.host = f.value
 		case fieldContentLength:
 			lengths++
-			if r.contentLength, ok = parseContentLength(f.value); !ok {
-				return headUnsupported
-			}
+			n, ok := parseContentLength(f.value)
+			r.contentLength, badLength = n, badLength || !ok
 		case fieldTransferEncoding:
 			encoded = true
 		case fieldUpgrade, fieldExpect:
-			return headUnsupported
+			special = true
 		case fieldTE:
 			r.teTrailers = r.teTrailers || hasToken(f.value, "trailers")
 		}
 	}
-	if encoded && lengths > 0 {
-		return headSmuggling
+	switch {
+	case encoded && lengths > 0:
+		r.why = "both Transfer-Encoding and Content-Length"
+		return headFaulty
+	case encoded && bytes.HasSuffix(r.start, []byte(" HTTP/1.0")):
+		r.why = "Transfer-Encoding in an HTTP/1.0 request"
+		return headFaulty
 	}
-	if encoded || hosts != 1 || lengths > 1 || !validHost(r.host) || r.hasConnToken("upgrade") {
+	r.framed = true
+	var ok bool
+	r.method, r.target, ok = splitRequestLine(r.start)
+	if !ok {
+		return headUnsupported
+	}
+	if bytes.IndexByte(r.target, '#') >= 0 {
+		r.why = "'#' in the request target"
+		return headFaulty
+	}
+	r.path, _, _ = bytes.Cut(r.target, []byte("?"))
+	if special || badLength || encoded || hosts != 1 || lengths > 1 || !validHost(r.host) || r.hasConnToken("upgrade") {
 		return headUnsupported
 	}
 	r.close = r.hasConnToken("close")
@@ -368,8 +398,8 @@ func (r *responseHead) parseResponse(b []byte, headReq bool) (headResult, error)
 			return headUnsupported, errBadResponse
 		}
 		return res, nil
-	case headUnsupported:
-		return res, errBadResponse
+	case headUnsupported, headFaulty:
+		return headUnsupported, errBadResponse
 	}
 	s := r.start
 	if len(s) < 12 || string(s[:7]) != "HTTP/1." || (s[7] != '0' && s[7] != '1') || s[8] != ' ' ||

@@ -44,6 +44,9 @@ type handed struct {
 	handled atomic.Bool // a handler took the current request
 	partial atomic.Bool // bytes of a request arrived since the last response
 	cause   atomic.Pointer[error]
+	// screened: the direct path checked the framing of the request the
+	// connection was handed over with (its first here); taken by Guard.
+	screened atomic.Bool
 }
 
 func (h *handed) finish() { h.once.Do(func() { close(h.done) }) }
@@ -68,10 +71,11 @@ func (h *handed) detach(r *http.Request) (*http.Request, func()) {
 
 type connKey struct{}
 
-// NewHTTPServer starts serving h. srv may be nil; its Handler, ConnState and
-// ConnContext are replaced, its timeouts kept (ReadHeaderTimeout defaults to
-// 10s and IdleTimeout to 60s when zero, against slow or idle clients) and
-// applied to the direct path too. direct may be nil (no direct path).
+// NewHTTPServer starts serving h, behind Guard. srv may be nil; its
+// Handler, ConnState and ConnContext are replaced, its timeouts kept
+// (ReadHeaderTimeout defaults to 10s and IdleTimeout to 60s when zero,
+// against slow or idle clients) and applied to the direct path too. direct
+// may be nil (no direct path).
 func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPServer {
 	if srv == nil {
 		srv = &http.Server{}
@@ -91,7 +95,7 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd, _ := r.Context().Value(connKey{}).(*handed)
 		if hd == nil { // not handed by Serve
-			h.ServeHTTP(w, r)
+			serveGuarded(w, r, h, false)
 			return
 		}
 		hd.handled.Store(true)
@@ -108,7 +112,7 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 			// direct path arrives wrapped: the server cannot see its TLS.
 			r.TLS = hd.tls
 		}
-		h.ServeHTTP(w, r)
+		serveGuarded(w, r, h, hd.screened.Swap(false))
 		// A hijacked connection (an upgrade) is the handler's until it
 		// returns; the server reports no close for it.
 		s.hijackDone(hd)
@@ -124,18 +128,19 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 // *RefusedError for a request the http.Server refused itself: the
 // client's faults that no request log line shows.
 func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.ConnectionState) error {
-	var pending []byte
+	ho := &handover{}
 	if s.direct != nil && (state == nil || state.NegotiatedProtocol != "h2") {
-		var more bool
 		var err error
-		if pending, more, err = s.serveDirect(ctx, conn, state); !more {
+		if ho, err = s.serveDirect(ctx, conn, state); ho == nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return err
 		}
 	}
+	pending := ho.pending
 	h := &handed{conn: conn, ctx: ctx, done: make(chan struct{}), tls: state, routes: routeNoteOf(ctx)}
+	h.screened.Store(ho.screened)
 	if _, isTLS := conn.(*tls.Conn); !isTLS || len(pending) > 0 {
 		// A *tls.Conn the direct path did not read keeps its type:
 		// the server speaks HTTP/2 on it when ALPN chose h2.

@@ -45,6 +45,23 @@ func AboutServer(w http.ResponseWriter, r *http.Request, logger *zap.Logger) boo
 	return true
 }
 
+// FaultyTarget answers 400, and reports true, for a request whose target
+// holds a '#', as the direct path refuses it (requestHead.parseRequest):
+// RFC 9112 allows none there, and routing would take it as part of the
+// path (/admin#/../x is /x) where an upstream may take it as the start of a
+// fragment (/admin). Over HTTP/1 the connection closes after the answer.
+// One access log line.
+func FaultyTarget(w http.ResponseWriter, r *http.Request, logger *zap.Logger) bool {
+	if strings.IndexByte(r.RequestURI, '#') < 0 {
+		return false
+	}
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	answer(w, r, logger, "", http.StatusBadRequest, "400 bad request: '#' in the request target\n", "bad_request")
+	return true
+}
+
 // answer writes a short plain-text answer portmux gives itself (msg may be
 // empty) and its access log line, naming route when there is one.
 func answer(w http.ResponseWriter, r *http.Request, logger *zap.Logger, route string, status int, msg, outcome string) {

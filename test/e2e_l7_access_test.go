@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -76,6 +77,31 @@ func TestE2EL7PathAccess(t *testing.T) {
 		rawGet(t, c, br, "a.test", "/x/../api/v1")
 		if seen := api.Seen(); len(seen) != before+1 || seen[before].Path != "/x/../api/v1" {
 			t.Errorf("GET /x/../api/v1: the api upstream saw %+v; want the path as sent", seen[before:])
+		}
+	})
+
+	// A '#' in the target: the router would take "/admin#/../x" as /x,
+	// nginx as /admin. Refused 400, and the connection closed, on the
+	// direct path and on a connection net/http serves (handed over by
+	// an absolute-form request); the api route, which nothing protects,
+	// is refused as well, lest its upstream see a path it did not send.
+	t.Run("fragment in the target", func(t *testing.T) {
+		for _, p := range []string{"/admin/secret#/../../x", "/admin#", "/api/#x"} {
+			for _, first := range []string{"", "GET http://a.test/index.html HTTP/1.1\r\nHost: a.test\r\n\r\n"} {
+				c, br := rawDial(t, pm.Addr())
+				if first != "" {
+					io.WriteString(c, first)
+					if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusOK {
+						t.Fatalf("absolute-form GET: %v %v", resp, err)
+					} else {
+						io.Copy(io.Discard, resp.Body)
+					}
+				}
+				resp := rawGet(t, c, br, "a.test", p)
+				if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+					t.Errorf("GET %s (after %q): %s, close %v; want 400 and the connection closed", p, first, resp.Status, resp.Close)
+				}
+			}
 		}
 	})
 

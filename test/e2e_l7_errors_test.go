@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -396,5 +397,73 @@ func TestE2EL7AboutServer(t *testing.T) {
 	}
 	if n := backend.Hits(); n != 0 {
 		t.Errorf("the upstream got %d requests; want none", n)
+	}
+}
+
+// TestE2EL7UploadAnsweredUnread: an upstream that answers an upload (413)
+// without reading it. A client that sends its whole body before it reads,
+// after 100 Continue or without asking, gets that 413, over plain HTTP and
+// over terminated TLS: portmux drains the upload once the answer is out,
+// where closing with the client's bytes unread would reset the connection
+// and lose the answer (curl then says "Send failure: Connection reset by
+// peer" and never shows the 413).
+func TestE2EL7UploadAnsweredUnread(t *testing.T) {
+	backend := startL7Backend(t, "web")
+	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+  - name: app
+    match: {protocol: tls, sni: [localhost]}
+    tls: terminate
+    to: http://%[1]s
+  - name: web
+    match: {protocol: http}
+    to: http://%[1]s
+`, backend.Addr())
+	pm := startPortmux(t, yaml)
+	pm.WaitLog(t, certObtained("localhost"), time.Minute)
+	roots := poolFromPEM(t, portmuxTrust(t, yaml))
+	upload := bytes.Repeat([]byte("u"), 16<<20) // far more than socket buffers hold
+	dial := map[string]func(t *testing.T) net.Conn{
+		"plain": func(t *testing.T) net.Conn { c, _ := rawDial(t, pm.Addr()); return c },
+		"TLS": func(t *testing.T) net.Conn {
+			c, local, err := tlsDial(pm.Addr(), &tls.Config{ServerName: "localhost", RootCAs: roots, NextProtos: []string{"http/1.1"}})
+			if err != nil {
+				t.Fatalf("TLS from %s: %v", local, err)
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			return c
+		},
+	}
+	for _, over := range []string{"plain", "TLS"} {
+		for _, expect := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s expect %v", over, expect), func(t *testing.T) {
+				for i := range 5 {
+					c := dial[over](t)
+					br := bufio.NewReader(c)
+					head := fmt.Sprintf("PUT /refuse HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n", len(upload))
+					if expect {
+						head += "Expect: 100-continue\r\n"
+					}
+					io.WriteString(c, head+"\r\n")
+					if expect {
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil || resp.StatusCode != http.StatusContinue {
+							t.Fatalf("attempt %d, before the body: %v %v; want 100 Continue", i, resp, err)
+						}
+					}
+					if _, err := c.Write(upload); err != nil {
+						t.Fatalf("attempt %d: upload: %v; want it read to its end", i, err)
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						t.Fatalf("attempt %d: %v; want the upstream's 413", i, err)
+					}
+					if resp.StatusCode != http.StatusRequestEntityTooLarge {
+						t.Errorf("attempt %d: %s; want the upstream's 413", i, resp.Status)
+					}
+					c.Close()
+				}
+			})
+		}
 	}
 }

@@ -82,6 +82,11 @@ func startL7Backend(t testing.TB, name string) *l7Backend {
 	mux.HandleFunc("GET /sse", b.sse)
 	mux.HandleFunc("GET /ws", b.ws)
 	mux.HandleFunc("GET /slow", b.slow)
+	mux.HandleFunc("PUT /refuse", func(w http.ResponseWriter, r *http.Request) {
+		// Refused before a byte of the upload is read, as an upstream
+		// checking size or credentials first does.
+		http.Error(w, "refused unread", http.StatusRequestEntityTooLarge)
+	})
 	mux.HandleFunc("/hop", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "X-Resp-Hop")
 		w.Header().Set("X-Resp-Hop", "must not reach the client")

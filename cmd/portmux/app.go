@@ -177,9 +177,9 @@ func (a *app) startHTTPListener(addr string) error {
 	}
 	c := a.gen.Load().cfg.HTTP
 	a.httpSrv = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Handler: proxy.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			a.gen.Load().plain.ServeHTTP(w, proxy.OnPlainListener(r))
-		}),
+		})),
 		MaxHeaderBytes:    c.MaxHeaderBytes,
 		ReadHeaderTimeout: c.ReadHeaderTimeout,
 		IdleTimeout:       c.IdleTimeout,

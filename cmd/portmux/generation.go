@@ -226,7 +226,7 @@ func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
 }
 
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if proxy.AboutServer(w, r, h.logger) {
+	if proxy.FaultyTarget(w, r, h.logger) || proxy.AboutServer(w, r, h.logger) {
 		return
 	}
 	if route := h.table.LookupRequest(r); route != nil {
