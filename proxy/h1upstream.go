@@ -26,9 +26,9 @@ const (
 	// looked at: those idle too long are closed, and those the upstream
 	// closed, which would hold a descriptor in CLOSE-WAIT until then.
 	upstreamSweepInterval = 10 * time.Second
-	// upstreamBufferSize bounds an upstream's response head (nginx's
-	// default proxy_buffer_size is 4 or 8 KiB).
-	upstreamBufferSize = 16 << 10
+	// upstreamBufferSize bounds an upstream's response head: it is the
+	// buffer the head must fit in.
+	upstreamBufferSize = MaxResponseHeadBytes
 	// freshReuseWindow bounds how long a kept-alive connection may have
 	// been idle to carry a request that cannot be sent again if the
 	// upstream closes it meanwhile (not idempotent, or with a body that
@@ -39,6 +39,12 @@ const (
 	// so such requests take connections idle under 1s, or a new one.
 	freshReuseWindow = time.Second
 )
+
+// MaxResponseHeadBytes bounds an upstream's response head, on the direct
+// path and (as the Transport's MaxResponseHeaderBytes) on every other: a
+// larger one is a 502 whichever path the request took. nginx's default
+// proxy_buffer_size is 4 or 8 KiB.
+const MaxResponseHeadBytes = 16 << 10
 
 // reuseLimit is how long a connection may have been idle to carry a
 // request that may (idempotent) or may not be sent again.

@@ -294,7 +294,10 @@ func (p *HTTPProxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // failureOf is the answer to a request that failed with err: 504 when the
-// upstream timed out, 413 for an oversized body, 502 otherwise.
+// upstream timed out, 413 for an oversized body, 502 otherwise, saying
+// whether the upstream could not be reached, answered with what is not
+// HTTP/1 (or too large a head), or failed otherwise (closed or reset the
+// connection); the log line has the error itself.
 func failureOf(err error) (status int, msg string) {
 	var maxErr *http.MaxBytesError
 	var notSent *notSentError
@@ -305,8 +308,12 @@ func failureOf(err error) (status int, msg string) {
 		return http.StatusBadGateway, "502 bad gateway: the upstream cannot take this request\n"
 	case isTimeout(err):
 		return http.StatusGatewayTimeout, "504 gateway timeout: the upstream did not answer in time\n"
+	case isDialError(err):
+		return http.StatusBadGateway, "502 bad gateway: the upstream could not be reached\n"
+	case errors.Is(err, errBadResponse) || errors.Is(err, errResponseHeadTooLarge):
+		return http.StatusBadGateway, "502 bad gateway: the upstream's answer is not one the proxy can relay\n"
 	}
-	return http.StatusBadGateway, "502 bad gateway: the upstream could not be reached\n"
+	return http.StatusBadGateway, "502 bad gateway: the upstream failed to answer\n"
 }
 
 // wentAway reports whether err, from reading a client's body, says the

@@ -64,6 +64,9 @@ func TestE2EL7Errors(t *testing.T) {
 		hc := newL7Client(t, pm.Addr(), "")
 		resp, body, err := hc.do(http.MethodGet, "http://dead.test/e502", "", nil, nil)
 		expect(t, resp, body, err, http.StatusBadGateway)
+		if !bytes.Contains(body, []byte("could not be reached")) {
+			t.Errorf("body %q; want it to say the upstream could not be reached", body)
+		}
 		checks = append(checks, check{"/e502", "dead", http.StatusBadGateway, ""})
 	})
 
@@ -75,7 +78,35 @@ func TestE2EL7Errors(t *testing.T) {
 		hc := newL7Client(t, pm.Addr(), "")
 		resp, body, err := hc.do(http.MethodGet, "http://ssh.test/e502-ssh", "", nil, nil)
 		expect(t, resp, body, err, http.StatusBadGateway)
+		if !bytes.Contains(body, []byte("not one the proxy can relay")) {
+			t.Errorf("body %q; want it to say the answer could not be relayed, not that the upstream is unreachable", body)
+		}
 		checks = append(checks, check{"/e502-ssh", "wrong-port", http.StatusBadGateway, "malformed response"})
+	})
+
+	// The limit on an upstream's response head is the same whichever
+	// path a request takes: the direct path (a GET), net/http's Transport
+	// (an upload larger than the direct path buffers), HTTP/2.
+	t.Run("502 response head over 16 KiB", func(t *testing.T) {
+		upload := bytes.Repeat([]byte("u"), 1<<20)
+		for _, tc := range []struct {
+			name   string
+			client *l7Client
+			method string
+			body   []byte
+		}{
+			{"GET", newL7Client(t, pm.Addr(), ""), http.MethodGet, nil},
+			{"POST 1 MiB", newL7Client(t, pm.Addr(), ""), http.MethodPost, upload},
+			{"h2c GET", newH2CClient(t, pm.Addr()), http.MethodGet, nil},
+			{"h2c POST 1 MiB", newH2CClient(t, pm.Addr()), http.MethodPost, upload},
+		} {
+			resp, _, err := tc.client.do(tc.method, "http://web.test/bighead", "", nil, bytes.NewReader(tc.body))
+			if err != nil {
+				t.Errorf("%s: %v; want 502", tc.name, err)
+			} else if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("%s: %s; want 502", tc.name, resp.Status)
+			}
+		}
 	})
 
 	t.Run("504 no response headers in time", func(t *testing.T) {

@@ -82,6 +82,10 @@ func startL7Backend(t testing.TB, name string) *l7Backend {
 	mux.HandleFunc("GET /sse", b.sse)
 	mux.HandleFunc("GET /ws", b.ws)
 	mux.HandleFunc("GET /slow", b.slow)
+	mux.HandleFunc("/bighead", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Big", strings.Repeat("x", 20<<10)) // over portmux's 16 KiB
+	})
 	mux.HandleFunc("PUT /refuse", func(w http.ResponseWriter, r *http.Request) {
 		// Refused before a byte of the upload is read, as an upstream
 		// checking size or credentials first does.

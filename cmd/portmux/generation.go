@@ -275,11 +275,12 @@ func (g *generation) httpHandler(r config.Route) http.Handler {
 		DialContext: (&net.Dialer{Timeout: g.dialTimeout(r), KeepAlive: 30 * time.Second}).DialContext,
 		// Enough idle upstream connections for h2 clients' concurrency
 		// (connections x streams): fewer made the pool churn (measured).
-		MaxIdleConns:          4096,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: headerTimeout,
-		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConns:           4096,
+		MaxIdleConnsPerHost:    1024,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  headerTimeout,
+		MaxResponseHeaderBytes: proxy.MaxResponseHeadBytes,
+		TLSHandshakeTimeout:    10 * time.Second,
 		// Content coding is between client and upstream: by default the
 		// Transport asks for gzip when the client did not and decodes it.
 		DisableCompression: true,
