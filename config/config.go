@@ -146,6 +146,9 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	// DefaultHTTPIdleTimeout is the default of http.idle_timeout.
 	DefaultHTTPIdleTimeout = time.Minute
+	// DefaultSendTimeout is the default of http.send_timeout, nginx's
+	// send_timeout.
+	DefaultSendTimeout = time.Minute
 	// DefaultResponseHeaderTimeout is the default of
 	// http.response_header_timeout.
 	DefaultResponseHeaderTimeout = time.Minute
@@ -197,6 +200,7 @@ func defaults() map[string]any {
 			"max_header_bytes":        DefaultMaxHeaderBytes,
 			"read_header_timeout":     DefaultReadHeaderTimeout,
 			"idle_timeout":            DefaultHTTPIdleTimeout,
+			"send_timeout":            DefaultSendTimeout,
 			"response_header_timeout": DefaultResponseHeaderTimeout,
 		},
 	}

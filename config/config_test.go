@@ -61,6 +61,7 @@ func TestDefaults(t *testing.T) {
 			MaxHeaderBytes:        64 << 10,
 			ReadHeaderTimeout:     10 * time.Second,
 			IdleTimeout:           time.Minute,
+			SendTimeout:           time.Minute,
 			ResponseHeaderTimeout: time.Minute,
 		},
 		Limits: Limits{MaxSniffs: DefaultMaxSniffs},

@@ -218,6 +218,7 @@ func TestEnvKeys(t *testing.T) {
 		"http.max_header_bytes:int",
 		"http.read_header_timeout:time.Duration",
 		"http.response_header_timeout:time.Duration",
+		"http.send_timeout:time.Duration",
 		"http.trusted_proxies:[]string",
 		"http_listen:string",
 		"idle_timeout:time.Duration",

@@ -47,6 +47,7 @@ func TestFullFile(t *testing.T) {
 			MaxHeaderBytes:        65536,
 			ReadHeaderTimeout:     5 * time.Second,
 			IdleTimeout:           0,
+			SendTimeout:           30 * time.Second,
 			ResponseHeaderTimeout: 30 * time.Second,
 		},
 		Limits:        Limits{MaxConns: 10000, MaxConnsPerIP: 64, RatePerIP: 2.5, RateBurst: 10, MaxSniffs: 512},

@@ -24,6 +24,12 @@ type HTTP struct {
 	// [DefaultHTTPIdleTimeout]; must be >= 0.
 	IdleTimeout time.Duration `koanf:"idle_timeout"`
 
+	// SendTimeout bounds how long a write to a client may wait for the
+	// client to take it (a client that stopped reading); the connection
+	// is closed then. Zero disables it. Default [DefaultSendTimeout];
+	// must be >= 0.
+	SendTimeout time.Duration `koanf:"send_timeout"`
+
 	// ResponseHeaderTimeout bounds waiting for an upstream's response
 	// headers. Routes may override it. Default
 	// [DefaultResponseHeaderTimeout]; must be > 0.

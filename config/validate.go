@@ -88,6 +88,7 @@ func (h *HTTP) validate(p *problems) {
 	}
 	checkDuration(p, "http.read_header_timeout", h.ReadHeaderTimeout, 1, 0)
 	checkDuration(p, "http.idle_timeout", h.IdleTimeout, 0, 0)
+	checkDuration(p, "http.send_timeout", h.SendTimeout, 0, 0)
 	checkDuration(p, "http.response_header_timeout", h.ResponseHeaderTimeout, 1, 0)
 }
 

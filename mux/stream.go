@@ -28,6 +28,12 @@ func (c *Conn) Stream() *Stream {
 	return &Stream{Conn: rawio.Wrap(c.NetConn), prefix: c.Prefix, remote: c.remote, local: c.local}
 }
 
+// LimitWriteStall makes a write to the client that finds the socket full
+// fail unless it completes within d (rawio.LimitWriteStall): a client that
+// stopped reading does not hold its connection for ever. It reports false
+// where writes are not raw (not Linux, not TCP).
+func (s *Stream) LimitWriteStall(d time.Duration) bool { return rawio.LimitWriteStall(s.Conn, d) }
+
 // RemoteAddr is the client's address: a PROXY header's when there was one.
 func (s *Stream) RemoteAddr() net.Addr {
 	if s.remote != nil {

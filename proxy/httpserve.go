@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portmux/portmux/internal/rawio"
 )
 
 // HTTPServer serves connections handed to it one at a time (after
@@ -17,6 +19,11 @@ import (
 // in-memory listener. A handed *tls.Conn keeps its type, so the server
 // speaks HTTP/2 when ALPN chose h2; r.TLS is set for any TLS connection.
 type HTTPServer struct {
+	// SendTimeout bounds how long a write to a client may wait for the
+	// client to take it, on connections whose writes are raw
+	// (rawio.LimitWriteStall); zero: no bound. Set before serving.
+	SendTimeout time.Duration
+
 	srv    *http.Server
 	ln     *handoffListener
 	direct DirectRouter
@@ -128,6 +135,9 @@ func NewHTTPServer(h http.Handler, srv *http.Server, direct DirectRouter) *HTTPS
 // *RefusedError for a request the http.Server refused itself: the
 // client's faults that no request log line shows.
 func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.ConnectionState) error {
+	if s.SendTimeout > 0 {
+		limitWriteStall(conn, s.SendTimeout)
+	}
 	ho := &handover{}
 	if s.direct != nil && (state == nil || state.NegotiatedProtocol != "h2") {
 		var err error
@@ -165,6 +175,21 @@ func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.Connec
 		conn.Close()
 		return ctx.Err()
 	}
+}
+
+// limitWriteStall bounds the stalls of writes to conn's client (a TLS
+// connection's are its socket's), where its writes are raw: a client that
+// stops reading cannot hold the connection, its upstream's and the
+// response's goroutines for ever (nginx's send_timeout).
+func limitWriteStall(conn net.Conn, d time.Duration) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+	}
+	if l, ok := conn.(interface{ LimitWriteStall(time.Duration) bool }); ok {
+		l.LimitWriteStall(d)
+		return
+	}
+	rawio.LimitWriteStall(conn, d)
 }
 
 func (s *HTTPServer) lookup(c net.Conn) *handed {

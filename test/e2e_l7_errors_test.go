@@ -9,9 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // TestE2EL7Errors: the reverse proxy's own answers. Upstream unreachable or
@@ -496,5 +500,67 @@ func TestE2EL7UploadAnsweredUnread(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestE2EL7ClientStopsReading: a client that asks for a large response
+// and never reads it. portmux gives up on it once a write has waited
+// http.send_timeout, over HTTP/1.1 (direct path), HTTP/1.0 (net/http) and
+// h2c: the request is logged, cut short, with an error, and its
+// connection closed, where it used to hold the client's connection, the
+// upstream's and their goroutines for as long as the client stayed.
+func TestE2EL7ClientStopsReading(t *testing.T) {
+	backend := startL7Backend(t, "web")
+	pm := startPortmux(t, l7Header("http: {send_timeout: 1s}\n")+fmt.Sprintf(`routes:
+  - name: web
+    match: {protocol: http}
+    to: http://%s
+`, backend.Addr()))
+	const big = 256 << 20 // far more than socket buffers hold
+	for _, tc := range []struct{ name, host, request string }{
+		{"direct path", "direct.test", "GET /gen?n=%d&seed=1 HTTP/1.1\r\nHost: direct.test\r\n\r\n"},
+		{"net/http", "nethttp.test", "GET /gen?n=%d&seed=1 HTTP/1.0\r\nHost: nethttp.test\r\n\r\n"},
+		{"h2c", "h2c.test", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := rawDial(t, pm.Addr())
+			if tc.request == "" {
+				writeH2CGet(t, c, tc.host, "/gen?n="+strconv.Itoa(big)+"&seed=1")
+			} else {
+				fmt.Fprintf(c, tc.request, big)
+			}
+			// The client reads nothing. Without the limit the line never
+			// comes: portmux's write waits for as long as the client stays.
+			l := pm.WaitLog(t, func(l logLine) bool { return requestLog("/gen")(l) && l.Str("host") == tc.host }, time.Minute)
+			if l.Str("error") == "" || numField(l, "bytes") >= big {
+				t.Errorf("request line: %s; want the response cut short, with an error", l.Raw)
+			}
+			t.Logf("%s", l.Raw)
+		})
+	}
+}
+
+// writeH2CGet starts an h2c connection on c with prior knowledge, opens
+// the client's flow-control windows as far as HTTP/2 allows (so that only
+// the socket holds the server back) and sends one GET for path.
+func writeH2CGet(t *testing.T, c net.Conn, host, path string) {
+	t.Helper()
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"},
+		{Name: ":authority", Value: host}, {Name: ":path", Value: path}} {
+		enc.WriteField(f)
+	}
+	const maxWindow = 1<<31 - 1
+	err := errors.Join(
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: maxWindow}),
+		fr.WriteWindowUpdate(0, maxWindow-65535),
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}))
+	if err != nil {
+		t.Fatal(err)
 	}
 }

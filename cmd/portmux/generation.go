@@ -167,6 +167,7 @@ func (g *generation) httpServer(h http.Handler, direct proxy.DirectRouter) *prox
 		// OPTIONS * reaches the router (proxy.AboutServer), which logs it.
 		DisableGeneralOptionsHandler: true,
 	}, direct)
+	s.SendTimeout = c.SendTimeout
 	g.servers = append(g.servers, s)
 	return s
 }

@@ -6,7 +6,9 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -44,6 +46,7 @@ func Wrap(c net.Conn) net.Conn {
 	r := &rawIOConn{TCPConn: tc, rc: rc}
 	r.rd.attempt = r.rd.read
 	r.wr.attempt = r.wr.write
+	r.tryWrite = func(fd uintptr) { r.wr.done = r.wr.write(fd) }
 	r.sendThenWait = r.sendAwaiting
 	return r
 }
@@ -58,6 +61,13 @@ type rawIOConn struct {
 	// guarded by wr.mu (sendwait_linux.go).
 	sendThenWait func(fd uintptr) bool
 	send         sendState
+
+	// LimitWriteStall's limit (0: none), and the write deadline its
+	// writes arm unless one was set (deadlineSet, guarded by dl).
+	stall       atomic.Int64     // a time.Duration
+	tryWrite    func(fd uintptr) // wr.attempt without waiting, into wr.done
+	dl          sync.Mutex
+	deadlineSet bool
 }
 
 // rawOp is the state of one read or one write: syscall.RawConn takes a
@@ -70,6 +80,7 @@ type rawOp struct {
 	n       int
 	errno   syscall.Errno
 	attempt func(fd uintptr) bool
+	done    bool // the attempt finished (rawIOConn.tryWrite)
 }
 
 // Read reads as net.Conn's Read does: io.EOF once the peer has closed,
@@ -85,7 +96,77 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 // Write writes all of p, unless the deadline passes or the connection
 // fails first, as net.Conn's Write does.
 func (c *rawIOConn) Write(p []byte) (int, error) {
+	if c.stall.Load() > 0 {
+		return c.transfer(&c.wr, c.writeStallLimited, "write", p)
+	}
 	return c.transfer(&c.wr, c.rc.Write, "write", p)
+}
+
+// LimitWriteStall makes every later write on c that finds the socket full
+// fail (a timeout, os.ErrDeadlineExceeded) unless it completes within d,
+// when no write deadline is set: a peer that stopped reading cannot hold a
+// writer, and the connection, for ever. A write deadline, while set,
+// governs instead. It reports false, and does nothing, for a c that Wrap
+// did not make raw.
+func LimitWriteStall(c net.Conn, d time.Duration) bool {
+	r, ok := c.(*rawIOConn)
+	if ok {
+		r.stall.Store(int64(d))
+	}
+	return ok
+}
+
+// writeStallLimited is rc.Write (the wait of transfer) for a limited
+// stall: one attempt without waiting, and when the socket is full, a
+// write deadline d from now for the wait, removed after it.
+func (c *rawIOConn) writeStallLimited(attempt func(fd uintptr) bool) error {
+	c.wr.done = false
+	if err := c.rc.Control(c.tryWrite); err != nil || c.wr.done {
+		return err
+	}
+	if c.armStall() {
+		defer c.disarmStall()
+	}
+	return c.rc.Write(attempt)
+}
+
+// armStall sets the stall deadline, unless a write deadline is set, and
+// reports whether it did.
+func (c *rawIOConn) armStall() bool {
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	if c.deadlineSet {
+		return false
+	}
+	c.TCPConn.SetWriteDeadline(time.Now().Add(time.Duration(c.stall.Load())))
+	return true
+}
+
+// disarmStall removes the stall deadline, unless a write deadline was set
+// meanwhile (it replaced the stall deadline, and stays).
+func (c *rawIOConn) disarmStall() {
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	if !c.deadlineSet {
+		c.TCPConn.SetWriteDeadline(time.Time{})
+	}
+}
+
+// SetWriteDeadline sets the write deadline, as net.Conn's does; while it
+// is set, it governs writes instead of LimitWriteStall's limit.
+func (c *rawIOConn) SetWriteDeadline(t time.Time) error {
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	c.deadlineSet = !t.IsZero()
+	return c.TCPConn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines, as net.Conn's does (SetWriteDeadline).
+func (c *rawIOConn) SetDeadline(t time.Time) error {
+	c.dl.Lock()
+	defer c.dl.Unlock()
+	c.deadlineSet = !t.IsZero()
+	return c.TCPConn.SetDeadline(t)
 }
 
 // transfer runs op's attempt on p through wait (the RawConn's Read or

@@ -2,7 +2,10 @@
 
 package rawio
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // Wrap returns c: raw socket reads and writes are made on Linux only (see
 // rawio_linux.go for why).
@@ -19,3 +22,7 @@ func SendAwaitingReply(c net.Conn, p []byte) (sent bool, err error) {
 	_, err = c.Write(p)
 	return true, err
 }
+
+// LimitWriteStall reports false: writes are not raw on this system, and
+// their stalls are not limited (see rawio_linux.go).
+func LimitWriteStall(net.Conn, time.Duration) bool { return false }

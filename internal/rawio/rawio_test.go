@@ -131,7 +131,10 @@ func TestRawIOErrors(t *testing.T) {
 	})
 	t.Run("write deadline", func(t *testing.T) {
 		server, _ := rawPair(t)
-		server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		// Long enough for the first attempt to come before it on a
+		// loaded machine (at 50ms, under -race beside other packages'
+		// tests, it once came after: 0 bytes written).
+		server.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 		n, err := server.Write(make([]byte, 16<<20)) // never read
 		wantOpError(t, err, "write", os.ErrDeadlineExceeded)
 		if n == 0 || n >= 16<<20 {
