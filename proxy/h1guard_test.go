@@ -96,21 +96,25 @@ func TestUnreadUploadDrainedAfterEarlyAnswer(t *testing.T) {
 		t.Run(fmt.Sprintf("expect %v", expect), func(t *testing.T) {
 			c, br := dialRaw(t, w.addr)
 			head := fmt.Sprintf("PUT /big HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n", len(upload))
+			var resp *http.Response
 			if expect {
 				send(t, c, head+"Expect: 100-continue\r\n\r\n")
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil || resp.StatusCode != http.StatusContinue {
-					t.Fatalf("before the body: %v %v; want 100 Continue", resp, err)
+				// The 413 may beat the 100 Continue: then no body.
+				var err error
+				if resp, err = http.ReadResponse(br, &http.Request{Method: "PUT"}); err != nil {
+					t.Fatalf("before the body: %v; want 100 Continue or the 413", err)
 				}
 			} else {
 				send(t, c, head+"\r\n")
 			}
-			if _, err := c.Write(upload); err != nil {
-				t.Fatalf("upload: %v; want it read to its end", err)
+			if resp == nil || resp.StatusCode == http.StatusContinue {
+				if _, err := c.Write(upload); err != nil {
+					t.Fatalf("upload: %v; want it read to its end", err)
+				}
+				resp, _ = readResp(t, br, "PUT")
 			}
-			resp, body := readResp(t, br, "PUT")
 			if resp.StatusCode != http.StatusRequestEntityTooLarge {
-				t.Errorf("got %s %q; want the upstream's 413", resp.Status, body)
+				t.Errorf("got %s; want the upstream's 413", resp.Status)
 			}
 		})
 	}

@@ -444,15 +444,7 @@ func TestE2EL7AboutServer(t *testing.T) {
 // peer" and never shows the 413).
 func TestE2EL7UploadAnsweredUnread(t *testing.T) {
 	backend := startL7Backend(t, "web")
-	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
-  - name: app
-    match: {protocol: tls, sni: [localhost]}
-    tls: terminate
-    to: http://%[1]s
-  - name: web
-    match: {protocol: http}
-    to: http://%[1]s
-`, backend.Addr())
+	yaml := tlsAndPlainConfig(t, backend.Addr())
 	pm := startPortmux(t, yaml)
 	pm.WaitLog(t, certObtained("localhost"), time.Minute)
 	roots := poolFromPEM(t, portmuxTrust(t, yaml))
@@ -480,18 +472,24 @@ func TestE2EL7UploadAnsweredUnread(t *testing.T) {
 						head += "Expect: 100-continue\r\n"
 					}
 					io.WriteString(c, head+"\r\n")
+					var resp *http.Response
 					if expect {
-						resp, err := http.ReadResponse(br, nil)
-						if err != nil || resp.StatusCode != http.StatusContinue {
-							t.Fatalf("attempt %d, before the body: %v %v; want 100 Continue", i, resp, err)
+						// The 413 may beat the 100 Continue (the upstream
+						// answered before the upload was asked for): then
+						// the client sends no body, as curl does.
+						var err error
+						if resp, err = http.ReadResponse(br, nil); err != nil {
+							t.Fatalf("attempt %d, before the body: %v; want 100 Continue or the 413", i, err)
 						}
 					}
-					if _, err := c.Write(upload); err != nil {
-						t.Fatalf("attempt %d: upload: %v; want it read to its end", i, err)
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						t.Fatalf("attempt %d: %v; want the upstream's 413", i, err)
+					if resp == nil || resp.StatusCode == http.StatusContinue {
+						if _, err := c.Write(upload); err != nil {
+							t.Fatalf("attempt %d: upload: %v; want it read to its end", i, err)
+						}
+						var err error
+						if resp, err = http.ReadResponse(br, nil); err != nil {
+							t.Fatalf("attempt %d: %v; want the upstream's 413", i, err)
+						}
 					}
 					if resp.StatusCode != http.StatusRequestEntityTooLarge {
 						t.Errorf("attempt %d: %s; want the upstream's 413", i, resp.Status)

@@ -141,15 +141,7 @@ func TestE2EL7WebSocket(t *testing.T) {
 // is an HTTP/1.1 backend.
 func TestE2EL7HTTP2(t *testing.T) {
 	backend := startL7Backend(t, "web")
-	yaml := l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
-  - name: app
-    match: {protocol: tls, sni: [localhost]}
-    tls: terminate
-    to: http://%s
-  - name: web
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr(), backend.Addr())
+	yaml := tlsAndPlainConfig(t, backend.Addr())
 	pm := startPortmux(t, yaml)
 
 	t.Run("h2 over TLS", func(t *testing.T) {

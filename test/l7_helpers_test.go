@@ -72,6 +72,21 @@ type l7Backend struct {
 	releaseOnce sync.Once
 }
 
+// tlsAndPlainConfig is a config serving upstream (host:port) through a
+// route "app" terminating TLS for localhost (internal CA) and a route
+// "web" for plain HTTP.
+func tlsAndPlainConfig(t *testing.T, upstream string) string {
+	return l7Header(fmt.Sprintf("tls: {ca: internal, storage: %s}\n", certStorage(t))) + fmt.Sprintf(`routes:
+  - name: app
+    match: {protocol: tls, sni: [localhost]}
+    tls: terminate
+    to: http://%[1]s
+  - name: web
+    match: {protocol: http}
+    to: http://%[1]s
+`, upstream)
+}
+
 // startL7Backend starts a backend on 127.0.0.1:0, closed when the test ends.
 func startL7Backend(t testing.TB, name string) *l7Backend {
 	t.Helper()

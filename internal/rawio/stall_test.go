@@ -89,16 +89,5 @@ func TestLimitWriteStallYieldsToDeadline(t *testing.T) {
 func TestLimitWriteStallDoesNotAllocate(t *testing.T) {
 	server, client := rawPair(t)
 	LimitWriteStall(server, time.Minute)
-	msg, buf := []byte("ping"), make([]byte, 16)
-	allocs := testing.AllocsPerRun(200, func() {
-		if _, err := server.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(client, buf[:len(msg)]); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("%v allocations per write and read; want 0", allocs)
-	}
+	checkNoAllocation(t, server, client)
 }
