@@ -149,9 +149,17 @@ func (p *HTTPProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// which the server turns into a reset; the panic goes on past this.
 	defer func() {
 		if !finished && st.err == nil {
-			st.err = errResponseAborted
-			if r.Context().Err() != nil {
+			switch {
+			case r.Context().Err() != nil:
 				st.err = errClientGone
+			case rec.writeErr != nil:
+				// The client's side failed (it left, or stopped reading
+				// past http.send_timeout): its doing, logged at info as
+				// on the direct path, so such clients cannot flood the
+				// warnings.
+				st.err = rec.writeErr
+			default:
+				st.err = errResponseAborted
 			}
 		}
 		st.upstream.inFlight.Add(-1)
@@ -351,7 +359,7 @@ func (p *HTTPProxy) logRequest(r *http.Request, st *reqState, rec *recorder, sta
 		p.OnRequest(p.Route, status, time.Since(start))
 	}
 	level := zap.InfoLevel
-	if st.err != nil && status != 499 && st.err != errClientGone {
+	if st.err != nil && status != 499 && st.err != errClientGone && st.err != rec.writeErr {
 		level = zap.WarnLevel
 	}
 	if ce := p.Logger.Check(level, "request"); ce != nil {
@@ -386,9 +394,10 @@ func (p *HTTPProxy) accessFields(method, host, path, client, proto string, statu
 // underlying writer reachable (Unwrap) so flushing and hijacking work.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
-	http10 bool // the client speaks HTTP/1.0: no interim responses
+	status   int
+	bytes    int64
+	http10   bool  // the client speaks HTTP/1.0: no interim responses
+	writeErr error // the first write to the client that failed
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -416,6 +425,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
+	if err != nil && r.writeErr == nil {
+		r.writeErr = err
+	}
 	return n, err
 }
 

@@ -530,10 +530,16 @@ func TestE2EL7ClientStopsReading(t *testing.T) {
 			// The client reads nothing. Without the limit the line never
 			// comes: portmux's write waits for as long as the client stays.
 			l := pm.WaitLog(t, func(l logLine) bool { return requestLog("/gen")(l) && l.Str("host") == tc.host }, time.Minute)
-			if l.Str("error") == "" || numField(l, "bytes") >= big {
-				t.Errorf("request line: %s; want the response cut short, with an error", l.Raw)
+			// The client's doing: at info, as a scan of such clients
+			// must not flood the warnings (README, logging policy). Over
+			// HTTP/2 the stream sees its connection fail: it went away.
+			want := "timeout"
+			if tc.request == "" {
+				want = "client went away"
 			}
-			t.Logf("%s", l.Raw)
+			if !strings.Contains(l.Str("error"), want) || numField(l, "bytes") >= big || l.Level() != "info" {
+				t.Errorf("request line: %s; want the response cut short, %q, at info", l.Raw, want)
+			}
 		})
 	}
 }
