@@ -274,6 +274,7 @@ func (d *directConn) readLongLine() (headResult, error) {
 // for the client to read the answer before the close (which unread
 // request bytes would turn into a reset that could destroy it).
 func (d *directConn) refuse() error {
+	d.routes.note(ImplicitRoute)
 	status, text := d.status, http.StatusText(d.status)
 	d.out = appendErrorResponse(d.out[:0], status, strconv.Itoa(status)+" "+strings.ToLower(text)+": "+d.why+"\n", true)
 	d.conn.SetWriteDeadline(time.Now().Add(refuseLinger))

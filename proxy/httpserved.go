@@ -64,6 +64,7 @@ func (c *servedConn) Read(p []byte) (int, error) {
 func (c *servedConn) Write(p []byte) (int, error) {
 	if !c.h.handled.Load() && c.h.cause.Load() == nil {
 		if status, line, ok := statusLine(p); ok && status >= 400 {
+			c.h.routes.note(ImplicitRoute)
 			c.h.note(&RefusedError{Status: status, Line: line})
 		}
 	}

@@ -15,6 +15,12 @@ import (
 // routes them calls NoteRoute.
 type RouteNote struct{ first atomic.Pointer[string] }
 
+// ImplicitRoute names the requests no route took, which portmux answers
+// itself (404 or 421, a refusal, OPTIONS * and CONNECT), as it names the
+// implicit last HTTP route of a table: a connection whose first request
+// was one is logged under it, not under the route the mux guessed.
+const ImplicitRoute = ":http"
+
 type routeNoteKey struct{}
 
 // WithRouteNote returns ctx carrying n.

@@ -134,7 +134,8 @@ func TestE2EClientClosed(t *testing.T) {
 // target 400, a version other than HTTP/1 505 (HTTP/2.0 and HTTP/3 in
 // HTTP/1 syntax), a request line over 64 KiB (sniff_max_bytes and
 // http.max_header_bytes) 414, even though the Host that routing looks
-// for never arrives. No upstream sees any of them.
+// for never arrives. No upstream sees any of them, and the line names no
+// route of theirs (":http", as for requests no route takes).
 func TestE2EMalformedHTTP(t *testing.T) {
 	api, web := startL7Backend(t, "api"), startL7Backend(t, "web")
 	pm := startPortmux(t, lineEndsConfig(api, web))
@@ -154,7 +155,8 @@ func TestE2EMalformedHTTP(t *testing.T) {
 				t.Fatalf("got %d responses %q; want one %d with a short body and Connection: close", len(resps), bodies, tc.status)
 			}
 			l := pm.WaitLog(t, connOf(local), 10*time.Second)
-			checkFields(t, l, map[string]string{"protocol": "http", "outcome": "bad_request"})
+			// No route took the request: not the route of its Host.
+			checkFields(t, l, map[string]string{"protocol": "http", "outcome": "bad_request", "route": ":http"})
 			if !strings.Contains(l.Str("error"), strconv.Itoa(tc.status)) {
 				t.Errorf("connection line's error %q; want the %d\nline: %s", l.Str("error"), tc.status, l.Raw)
 			}

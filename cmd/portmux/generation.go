@@ -139,14 +139,10 @@ func (g *generation) innerTable(r config.Route) *mux.Table {
 	return t
 }
 
-// implicitRouteName names the implicit last HTTP route of a table; the
-// colon keeps it apart from configured names.
-const implicitRouteName = ":http"
-
 // implicitHTTPRoute takes the HTTP connections no route took, for the
 // in-process router to answer.
 func implicitHTTPRoute(h mux.Handler) mux.Route {
-	return mux.Route{Name: implicitRouteName, Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}}, Handler: h, PerRequest: true}
+	return mux.Route{Name: proxy.ImplicitRoute, Match: mux.Match{Protocols: []mux.Protocol{mux.HTTP}}, Handler: h, PerRequest: true}
 }
 
 // httpServer starts an in-process HTTP server (HTTP/1.1, h2 over TLS by
@@ -228,6 +224,7 @@ func (h *httpRouter) direct(q *proxy.DirectRequest) *proxy.HTTPProxy {
 
 func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if proxy.FaultyTarget(w, r, h.logger) || proxy.AboutServer(w, r, h.logger) {
+		proxy.NoteRoute(r, proxy.ImplicitRoute)
 		return
 	}
 	if route := h.table.LookupRequest(r); route != nil {
@@ -244,6 +241,7 @@ func (h *httpRouter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	proxy.NoteRoute(r, proxy.ImplicitRoute)
 	proxy.NoRoute(w, r, mux.HostName(r.Host), h.logger)
 }
 
