@@ -33,7 +33,9 @@ func writeGuarded(t *testing.T, w io.Writer, p []byte) error {
 // and leaves no deadline behind to fail a later one.
 func TestLimitWriteStall(t *testing.T) {
 	server, client := rawPair(t)
-	if !LimitWriteStall(server, 100*time.Millisecond) {
+	// The limit bounds a whole write's wait: long enough for a reader
+	// that keeps up to take 1 MiB on a loaded machine, under -race.
+	if !LimitWriteStall(server, time.Second) {
 		t.Fatal("LimitWriteStall on a raw connection: false")
 	}
 	msg := []byte("small")
@@ -44,11 +46,11 @@ func TestLimitWriteStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A write that had to wait, for a reader that came.
-	go io.CopyN(io.Discard, client, 8<<20)
-	if err := writeGuarded(t, server, make([]byte, 8<<20)); err != nil {
+	go io.CopyN(io.Discard, client, 1<<20)
+	if err := writeGuarded(t, server, make([]byte, 1<<20)); err != nil {
 		t.Fatalf("a write the peer reads: %v", err)
 	}
-	time.Sleep(300 * time.Millisecond) // a stall deadline left armed would have passed
+	time.Sleep(1500 * time.Millisecond) // a stall deadline left armed would have passed
 	// Through the socket's own Write, which fails at once on a deadline
 	// passed (what else uses the socket, a splice relay, would too).
 	if _, err := server.(*rawIOConn).TCPConn.Write(msg); err != nil {
