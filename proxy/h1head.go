@@ -402,15 +402,11 @@ func (r *responseHead) parseResponse(b []byte, headReq bool) (headResult, error)
 		return headUnsupported, errBadResponse
 	}
 	s := r.start
-	if len(s) < 12 || string(s[:7]) != "HTTP/1." || (s[7] != '0' && s[7] != '1') || s[8] != ' ' ||
-		(len(s) > 12 && s[12] != ' ') {
+	if len(s) < 12 || !statusLinePrefix(s) || len(s) > 12 && s[12] != ' ' {
 		return headUnsupported, errBadResponse
 	}
 	r.status = 0
-	for _, c := range s[9:12] {
-		if c < '0' || c > '9' {
-			return headUnsupported, errBadResponse
-		}
+	for _, c := range s[9:12] { // digits (statusLinePrefix)
 		r.status = r.status*10 + int(c-'0')
 	}
 	if r.status < 100 {

@@ -26,9 +26,6 @@ const (
 	// looked at: those idle too long are closed, and those the upstream
 	// closed, which would hold a descriptor in CLOSE-WAIT until then.
 	upstreamSweepInterval = 10 * time.Second
-	// upstreamBufferSize bounds an upstream's response head: it is the
-	// buffer the head must fit in.
-	upstreamBufferSize = MaxResponseHeadBytes
 	// freshReuseWindow bounds how long a kept-alive connection may have
 	// been idle to carry a request that cannot be sent again if the
 	// upstream closes it meanwhile (not idempotent, or with a body that
@@ -55,7 +52,9 @@ func reuseLimit(idempotent bool) time.Duration {
 	return freshReuseWindow
 }
 
-var upstreamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, upstreamBufferSize) }}
+// upstreamReaders buffer upstream responses: a response head must fit in
+// one (MaxResponseHeadBytes).
+var upstreamReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, MaxResponseHeadBytes) }}
 
 // upstreamConn is a connection to an upstream on the direct path.
 type upstreamConn struct {

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/portmux/portmux/internal/rawio"
 )
 
 // HTTPServer serves connections handed to it one at a time (after
@@ -20,8 +18,8 @@ import (
 // speaks HTTP/2 when ALPN chose h2; r.TLS is set for any TLS connection.
 type HTTPServer struct {
 	// SendTimeout bounds how long a write to a client may wait for the
-	// client to take it, on connections whose writes are raw
-	// (rawio.LimitWriteStall); zero: no bound. Set before serving.
+	// client to take it, on streams whose writes are raw
+	// (mux.Stream.LimitWriteStall); zero: no bound. Set before serving.
 	SendTimeout time.Duration
 
 	srv    *http.Server
@@ -178,18 +176,17 @@ func (s *HTTPServer) Serve(ctx context.Context, conn net.Conn, state *tls.Connec
 }
 
 // limitWriteStall bounds the stalls of writes to conn's client (a TLS
-// connection's are its socket's), where its writes are raw: a client that
-// stops reading cannot hold the connection, its upstream's and the
-// response's goroutines for ever (nginx's send_timeout).
+// connection's are its socket's), where conn is a stream whose writes are
+// raw (mux.Stream.LimitWriteStall): a client that stops reading cannot
+// hold the connection, its upstream's and the response's goroutines for
+// ever (nginx's send_timeout).
 func limitWriteStall(conn net.Conn, d time.Duration) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()
 	}
 	if l, ok := conn.(interface{ LimitWriteStall(time.Duration) bool }); ok {
 		l.LimitWriteStall(d)
-		return
 	}
-	rawio.LimitWriteStall(conn, d)
 }
 
 func (s *HTTPServer) lookup(c net.Conn) *handed {

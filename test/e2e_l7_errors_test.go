@@ -64,27 +64,30 @@ func TestE2EL7Errors(t *testing.T) {
 		}
 	}
 
-	t.Run("502 upstream unreachable", func(t *testing.T) {
+	// expect502 gets url, whose answer must be a 502 whose body says
+	// which failure it was.
+	expect502 := func(t *testing.T, url, says string) {
+		t.Helper()
 		hc := newL7Client(t, pm.Addr(), "")
-		resp, body, err := hc.do(http.MethodGet, "http://dead.test/e502", "", nil, nil)
+		resp, body, err := hc.do(http.MethodGet, url, "", nil, nil)
 		expect(t, resp, body, err, http.StatusBadGateway)
-		if !bytes.Contains(body, []byte("could not be reached")) {
-			t.Errorf("body %q; want it to say the upstream could not be reached", body)
+		if !bytes.Contains(body, []byte(says)) {
+			t.Errorf("body %q; want it to say %q", body, says)
 		}
+	}
+
+	t.Run("502 upstream unreachable", func(t *testing.T) {
+		expect502(t, "http://dead.test/e502", "could not be reached")
 		checks = append(checks, check{"/e502", "dead", http.StatusBadGateway, ""})
 	})
 
 	// A route pointed at the wrong port: the SSH server's banner is no
 	// HTTP response, refused as it arrives, not when the server gives up
 	// on the request it takes for an SSH client's (30s) or at the 5
-	// minutes of response_header_timeout; the line says why.
+	// minutes of response_header_timeout; the line says why, and the
+	// body that it is no unreachable upstream.
 	t.Run("502 upstream speaks another protocol", func(t *testing.T) {
-		hc := newL7Client(t, pm.Addr(), "")
-		resp, body, err := hc.do(http.MethodGet, "http://ssh.test/e502-ssh", "", nil, nil)
-		expect(t, resp, body, err, http.StatusBadGateway)
-		if !bytes.Contains(body, []byte("not one the proxy can relay")) {
-			t.Errorf("body %q; want it to say the answer could not be relayed, not that the upstream is unreachable", body)
-		}
+		expect502(t, "http://ssh.test/e502-ssh", "not one the proxy can relay")
 		checks = append(checks, check{"/e502-ssh", "wrong-port", http.StatusBadGateway, "malformed response"})
 	})
 
@@ -511,11 +514,7 @@ func TestE2EL7UploadAnsweredUnread(t *testing.T) {
 // upstream's and their goroutines for as long as the client stayed.
 func TestE2EL7ClientStopsReading(t *testing.T) {
 	backend := startL7Backend(t, "web")
-	pm := startPortmux(t, l7Header("http: {send_timeout: 1s}\n")+fmt.Sprintf(`routes:
-  - name: web
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr()))
+	pm := startOneRouteWith(t, "http: {send_timeout: 1s}\n", "web", backend)
 	const big = 256 << 20 // far more than socket buffers hold
 	for _, tc := range []struct{ name, host, request string }{
 		{"direct path", "direct.test", "GET /gen?n=%d&seed=1 HTTP/1.1\r\nHost: direct.test\r\n\r\n"},

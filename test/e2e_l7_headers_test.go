@@ -169,11 +169,7 @@ func TestE2EL7Headers(t *testing.T) {
 // X-Forwarded-For is extended with the client's address.
 func TestE2EL7TrustedProxies(t *testing.T) {
 	keep := startL7Backend(t, "keep")
-	pm := startPortmux(t, l7Header("http: {trusted_proxies: [127.0.0.0/8]}\n")+fmt.Sprintf(`routes:
-  - name: keep
-    match: {protocol: http}
-    to: http://%s
-`, keep.Addr()))
+	pm := startOneRouteWith(t, "http: {trusted_proxies: [127.0.0.0/8]}\n", "keep", keep)
 	hc := newL7Client(t, pm.Addr(), "")
 
 	seen, _, err := hc.getSeen("http://web.test/trusted", "", spoofed())

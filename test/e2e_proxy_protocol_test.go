@@ -20,11 +20,7 @@ import (
 // v1 line sent in two pieces, the connection is refused and logged.
 func TestE2EProxyProtocolIn(t *testing.T) {
 	backend := startL7Backend(t, "app")
-	pm := startPortmux(t, l7Header("proxy_protocol: {trusted: [127.0.0.1/32]}\n")+fmt.Sprintf(`routes:
-  - name: app
-    match: {protocol: http}
-    to: http://%s
-`, backend.Addr()))
+	pm := startOneRouteWith(t, "proxy_protocol: {trusted: [127.0.0.1/32]}\n", "app", backend)
 
 	for _, version := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("v%d header", version), func(t *testing.T) {

@@ -345,7 +345,13 @@ func numField(l logLine, k string) int {
 // HTTP connection to backend.
 func startOneRoute(t testing.TB, name string, backend *l7Backend) *instance {
 	t.Helper()
-	return startPortmux(t, l7Header("")+fmt.Sprintf(`routes:
+	return startOneRouteWith(t, "", name, backend)
+}
+
+// startOneRouteWith is startOneRoute with extra top-level YAML (l7Header).
+func startOneRouteWith(t testing.TB, extra, name string, backend *l7Backend) *instance {
+	t.Helper()
+	return startPortmux(t, l7Header(extra)+fmt.Sprintf(`routes:
   - name: %s
     match: {protocol: http}
     to: http://%s
